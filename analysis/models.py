@@ -1,0 +1,1 @@
+"""Analysis runs (models arrive with the analysis issue)."""

@@ -1,0 +1,102 @@
+"""The long export: one row per response, with participant pseudonyms (never raw IDs)."""
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+
+from survey.models import PageVisit, Participant, Response, Study
+
+LONG_COLUMNS: list[str] = [
+    "participant",
+    "study",
+    "position",
+    "method",
+    "match_set",
+    "target_identity",
+    "is_attention_check",
+    "attention_passed",
+    "k",
+    "n_true",
+    "selected_ranks",
+    "n_selected",
+    "none_selected",
+    "n_correct",
+    "any_correct",
+    "confidence",
+    "served_at",
+    "answered_at",
+    "duration_s",
+    "is_fast",
+    "participant_status",
+    "participant_total_s",
+]
+
+
+def _total_seconds(participant: Participant, consent_served: dict[int, object]) -> float | None:
+    start = consent_served.get(participant.pk)
+    if participant.finished_at is None or start is None:
+        return None
+    return round((participant.finished_at - start).total_seconds(), 3)
+
+
+def responses_long(study: Study) -> Iterator[dict]:
+    """Yield the study's responses as long-format rows (see LONG_COLUMNS)."""
+    consent_served = dict(
+        PageVisit.objects.filter(
+            participant__study=study, page=Participant.Step.CONSENT
+        ).values_list("participant_id", "served_at")
+    )
+    responses = (
+        Response.objects.filter(participant__study=study)
+        .select_related("participant", "assignment__match_set")
+        .prefetch_related("assignment__match_set__candidates")
+        .order_by("participant__entered_at", "participant_id", "assignment__position")
+    )
+    for r in responses.iterator(chunk_size=500):
+        match_set = r.assignment.match_set
+        true_ranks = {c.rank for c in match_set.candidates.all() if c.is_true}
+        yield {
+            "participant": r.participant.pseudonym,
+            "study": study.slug,
+            "position": r.assignment.position,
+            "method": match_set.method,
+            "match_set": match_set.key,
+            "target_identity": match_set.target_identity,
+            "is_attention_check": r.assignment.is_attention_check,
+            "attention_passed": r.attention_passed,
+            "k": study.k,
+            "n_true": len(true_ranks),
+            "selected_ranks": ";".join(str(rank) for rank in r.selected_ranks),
+            "n_selected": len(r.selected_ranks),
+            "none_selected": r.none_selected,
+            "n_correct": len(true_ranks.intersection(r.selected_ranks)),
+            "any_correct": r.any_correct,
+            "confidence": r.confidence,
+            "served_at": r.served_at.isoformat(),
+            "answered_at": r.answered_at.isoformat(),
+            "duration_s": round(r.duration_seconds, 3),
+            "is_fast": r.is_fast,
+            "participant_status": r.participant.status,
+            "participant_total_s": _total_seconds(r.participant, consent_served),
+        }
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def csv_lines(rows: Iterable[dict]) -> Iterator[str]:
+    """Render long rows as CSV text, one line at a time (for streaming responses)."""
+    writer = csv.DictWriter(_Echo(), fieldnames=LONG_COLUMNS)
+    yield writer.writeheader()
+    for row in rows:
+        yield writer.writerow({k: "" if v is None else v for k, v in row.items()})
+
+
+def csv_text(study: Study) -> str:
+    """The whole long export as one CSV string."""
+    buffer = io.StringIO()
+    for line in csv_lines(responses_long(study)):
+        buffer.write(line)
+    return buffer.getvalue()

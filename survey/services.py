@@ -1,0 +1,436 @@
+"""Service functions for the participant flow: every write that touches several rows.
+
+Each function is atomic and idempotent where the participant can repeat it (reload, back,
+second tab, double click): the server's stored state decides, never the request's order.
+"""
+
+import logging
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from survey.models import (
+    Assignment,
+    MatchSet,
+    PageVisit,
+    Participant,
+    RefusedRequest,
+    Response,
+    Study,
+    pseudonymise,
+)
+
+logger = logging.getLogger(__name__)
+
+PROLIFIC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
+
+
+class FlowError(Exception):
+    """A participant action the server refuses; `status` is the HTTP status to answer with."""
+
+    status = 400
+    reason = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class EntryRefused(FlowError):
+    reason = "entry_refused"
+
+
+class StudyUnavailable(FlowError):
+    status = 403
+    reason = "study_unavailable"
+
+
+class AnswerRefused(FlowError):
+    status = 409
+    reason = "answer_refused"
+
+
+class NotYourQuestion(FlowError):
+    status = 403
+    reason = "not_your_question"
+
+
+class InvalidAnswer(FlowError):
+    reason = "invalid_answer"
+
+
+def refusal_log(
+    *, error: FlowError, study: Study | None = None, participant: Participant | None = None
+) -> None:
+    """Keep a record of a refused participant action (and log it)."""
+    logger.warning(
+        "refused %s study=%s participant=%s: %s",
+        error.reason,
+        study.slug if study else "-",
+        participant.pseudonym if participant else "-",
+        error.message,
+    )
+    RefusedRequest.objects.create(
+        study=study, participant=participant, reason=error.reason, detail=error.message[:2000]
+    )
+
+
+def _validated_prolific_id(name: str, value: str | None) -> str:
+    if value is None or value == "":
+        raise EntryRefused(
+            f"The link is missing {name}. Please open the study again from Prolific."
+        )
+    if not PROLIFIC_ID_RE.fullmatch(value):
+        raise EntryRefused(
+            f"{name} is not a valid Prolific identifier (6–64 letters, digits, '-' or '_'). "
+            "Please open the study again from Prolific."
+        )
+    return value
+
+
+def participant_enter(
+    *,
+    study: Study,
+    prolific_pid: str | None,
+    study_id: str | None,
+    session_id: str | None,
+    user_agent: str = "",
+) -> Participant:
+    """Admit (or resume) the participant arriving from Prolific with these URL parameters."""
+    pid = _validated_prolific_id("PROLIFIC_PID", prolific_pid)
+    sid = _validated_prolific_id("STUDY_ID", study_id)
+    session = _validated_prolific_id("SESSION_ID", session_id)
+    if study.prolific_study_id and sid != study.prolific_study_id:
+        raise EntryRefused(
+            "This link's STUDY_ID does not belong to this study. "
+            "Please open the study again from Prolific."
+        )
+    pseudonym = pseudonymise(pid)
+    existing = Participant.objects.filter(study=study, pseudonym=pseudonym).first()
+    if existing is not None:
+        return existing  # Re-entry resumes (or explains, if finished).
+    if study.status != Study.Status.OPEN:
+        raise StudyUnavailable(
+            "This study is not open at the moment. Please return it on Prolific; "
+            "you will not be penalised."
+        )
+    try:
+        with transaction.atomic():
+            locked = Study.objects.select_for_update().get(pk=study.pk)
+            if locked.max_participants is not None:
+                taken = locked.participants.counted_for_balance().count()
+                if taken >= locked.max_participants:
+                    raise StudyUnavailable(
+                        "All places in this study have been taken. Please return it on "
+                        "Prolific; you will not be penalised."
+                    )
+            return Participant.objects.create(
+                study=locked,
+                prolific_pid=pid,
+                pseudonym=pseudonym,
+                session_id=session,
+                user_agent=user_agent[:300],
+            )
+    except IntegrityError:
+        # Another request for the same PID won the race: resume that participation.
+        return Participant.objects.get(study=study, pseudonym=pseudonym)
+
+
+def page_visit_record(*, participant: Participant, page: str, now: datetime | None = None) -> None:
+    """Store when a page was first served (later loads keep the first time)."""
+    PageVisit.objects.get_or_create(
+        participant=participant, page=page, defaults={"served_at": now or timezone.now()}
+    )
+
+
+def _page_submitted(participant: Participant, page: str, now: datetime) -> None:
+    visit, _ = PageVisit.objects.get_or_create(
+        participant=participant, page=page, defaults={"served_at": now}
+    )
+    if visit.submitted_at is None:
+        PageVisit.objects.filter(pk=visit.pk, submitted_at__isnull=True).update(submitted_at=now)
+
+
+def _locked(participant: Participant) -> Participant:
+    return Participant.objects.select_for_update().select_related("study").get(pk=participant.pk)
+
+
+@transaction.atomic
+def participant_consent(*, participant: Participant, consent: bool) -> Participant:
+    """Record the consent decision; declining ends the participation with NO_CONSENT."""
+    p = _locked(participant)
+    if p.step != Participant.Step.CONSENT:
+        return p  # Already decided: the first decision stands.
+    now = timezone.now()
+    _page_submitted(p, Participant.Step.CONSENT, now)
+    if consent:
+        p.consented_at = now
+        p.step = Participant.Step.DEMOGRAPHICS
+    else:
+        p.status = Participant.Status.NO_CONSENT
+        p.step = Participant.Step.DONE
+        p.completion_code = p.study.no_consent_code
+        p.finished_at = now
+    p.save()
+    return p
+
+
+@transaction.atomic
+def participant_demographics_save(
+    *, participant: Participant, gender: str, age_group: str
+) -> Participant:
+    """Store gender and age group and move on to the instructions."""
+    p = _locked(participant)
+    if p.step != Participant.Step.DEMOGRAPHICS:
+        return p
+    if gender not in Participant.Gender.values or age_group not in Participant.AgeGroup.values:
+        raise InvalidAnswer("Please choose an option for gender and for age group.")
+    _page_submitted(p, Participant.Step.DEMOGRAPHICS, timezone.now())
+    p.gender, p.age_group = gender, age_group
+    p.step = Participant.Step.INSTRUCTIONS
+    p.save()
+    return p
+
+
+def _balanced_choice(study: Study, rng: random.Random) -> tuple[list[MatchSet], list[MatchSet]]:
+    """Pick each method's least-answered match sets; called with the study row locked."""
+    counted = Participant.objects.filter(study=study).counted_for_balance()
+    match_sets = list(
+        MatchSet.objects.filter(study=study).annotate(
+            answered_by=Count(
+                "assignments",
+                filter=Q(
+                    assignments__is_attention_check=False,
+                    assignments__participant__in=counted,
+                ),
+            )
+        )
+    )
+    by_method: dict[str, list[MatchSet]] = defaultdict(list)
+    for ms in match_sets:
+        by_method[ms.method].append(ms)
+    chosen: list[MatchSet] = []
+    for method in study.methods:
+        pool = by_method[method]
+        if len(pool) < study.questions_per_method:
+            raise StudyUnavailable(
+                f"This study is not set up correctly ({method} has fewer match sets than "
+                "questions per method). Please return it on Prolific."
+            )
+        # Least answered first; random among equals so that no match set is favoured.
+        pool.sort(key=lambda ms: (ms.answered_by, rng.random()))
+        chosen.extend(pool[: study.questions_per_method])
+    chosen_ids = {ms.pk for ms in chosen}
+    spare = [ms for ms in match_sets if ms.pk not in chosen_ids] or match_sets
+    return chosen, spare
+
+
+@transaction.atomic
+def participant_start_questions(
+    *, participant: Participant, rng: random.Random | None = None
+) -> Participant:
+    """Assign the participant's questions (balanced across match sets) in a random order."""
+    rng = rng or random.SystemRandom()
+    # Lock the study row first, then the participant: one deterministic lock order for all.
+    study = Study.objects.select_for_update().get(pk=participant.study_id)
+    p = _locked(participant)
+    if p.step != Participant.Step.INSTRUCTIONS:
+        return p
+    _page_submitted(p, Participant.Step.INSTRUCTIONS, timezone.now())
+    if not p.assignments.exists():
+        chosen, spare = _balanced_choice(study, rng)
+        rng.shuffle(chosen)
+        total = len(chosen) + study.attention_checks
+        # Attention checks never come first, so that the participant has seen a question.
+        check_positions = set(rng.sample(range(2, total + 1), study.attention_checks))
+        rows, queue = [], iter(chosen)
+        for position in range(1, total + 1):
+            if position in check_positions:
+                rows.append(
+                    Assignment(
+                        participant=p,
+                        match_set=rng.choice(spare),
+                        position=position,
+                        is_attention_check=True,
+                        attention_rank=rng.randint(1, study.k),
+                        attention_confidence=rng.choice([1, 2, 4, 5]),
+                    )
+                )
+            else:
+                rows.append(Assignment(participant=p, match_set=next(queue), position=position))
+        Assignment.objects.bulk_create(rows)
+    p.step = Participant.Step.QUESTIONS
+    p.current_position = 1
+    p.save()
+    return p
+
+
+def assignment_served(*, assignment: Assignment, now: datetime | None = None) -> None:
+    """Remember when a question was first shown (a reload keeps the first time)."""
+    if assignment.served_at is None:
+        now = now or timezone.now()
+        Assignment.objects.filter(pk=assignment.pk, served_at__isnull=True).update(served_at=now)
+        assignment.served_at = Assignment.objects.values_list("served_at", flat=True).get(
+            pk=assignment.pk
+        )
+
+
+def answer_validate(
+    *, k: int, selected_ranks: list[int], none_selected: bool, confidence: int
+) -> list[int]:
+    """Check one answer's shape; return the selected ranks sorted."""
+    if not isinstance(confidence, int) or isinstance(confidence, bool) or not 1 <= confidence <= 5:
+        raise InvalidAnswer("Confidence must be a whole number from 1 to 5.")
+    ranks = sorted(set(selected_ranks))
+    if len(ranks) != len(selected_ranks):
+        raise InvalidAnswer("Each photo can be selected only once.")
+    for rank in ranks:
+        if not isinstance(rank, int) or isinstance(rank, bool) or not 1 <= rank <= k:
+            raise InvalidAnswer(f"Selected photos must be numbered 1 to {k}.")
+    if none_selected and ranks:
+        raise InvalidAnswer("Choose either photos or 'none of these', not both.")
+    if not none_selected and not ranks:
+        raise InvalidAnswer("Select at least one photo, or 'none of these'.")
+    return ranks
+
+
+@dataclass(frozen=True)
+class AnswerResult:
+    response: Response
+    created: bool
+    participant: Participant
+
+
+def response_record(
+    *,
+    participant: Participant,
+    question: Assignment | str,
+    selected_ranks: list[int],
+    none_selected: bool,
+    confidence: int,
+    now: datetime | None = None,
+) -> AnswerResult:
+    """Store the answer to the participant's current question; the first answer stands."""
+    try:
+        return _response_record(
+            participant=participant,
+            question=question,
+            selected_ranks=selected_ranks,
+            none_selected=none_selected,
+            confidence=confidence,
+            now=now,
+        )
+    except FlowError as error:
+        refusal_log(error=error, study=participant.study, participant=participant)
+        raise
+
+
+@transaction.atomic
+def _response_record(
+    *,
+    participant: Participant,
+    question: Assignment | str,
+    selected_ranks: list[int],
+    none_selected: bool,
+    confidence: int,
+    now: datetime | None,
+) -> AnswerResult:
+    p = _locked(participant)
+    token = question.token if isinstance(question, Assignment) else str(question)
+    assignment = (
+        Assignment.objects.filter(token=token).select_related("match_set", "participant").first()
+    )
+    if assignment is None or assignment.participant_id != p.pk:
+        raise NotYourQuestion("This question does not belong to you.")
+    existing = Response.objects.filter(assignment=assignment).first()
+    if existing is not None:
+        return AnswerResult(response=existing, created=False, participant=p)
+    if p.is_finished or p.step != Participant.Step.QUESTIONS:
+        raise AnswerRefused("You have already finished the questions; no more answers are taken.")
+    if assignment.position != p.current_position:
+        raise AnswerRefused(
+            f"This is question {assignment.position}, but you are on question "
+            f"{p.current_position}. Please answer the question shown on your screen."
+        )
+    study = p.study
+    ranks = answer_validate(
+        k=study.k,
+        selected_ranks=selected_ranks,
+        none_selected=none_selected,
+        confidence=confidence,
+    )
+    now = now or timezone.now()
+    served_at = assignment.served_at or now
+    true_ranks = set(
+        assignment.match_set.candidates.filter(is_true=True).values_list("rank", flat=True)
+    )
+    attention_passed = None
+    if assignment.is_attention_check:
+        attention_passed = (
+            ranks == [assignment.attention_rank] and confidence == assignment.attention_confidence
+        )
+    response = Response.objects.create(
+        participant=p,
+        assignment=assignment,
+        selected_ranks=ranks,
+        none_selected=none_selected,
+        confidence=confidence,
+        any_correct=bool(true_ranks.intersection(ranks)),
+        attention_passed=attention_passed,
+        is_fast=(now - served_at).total_seconds() < study.speeder_seconds,
+        served_at=served_at,
+        answered_at=now,
+    )
+    if attention_passed is False:
+        p.attention_failures += 1
+    total = p.assignments.count()
+    if p.attention_failures > study.attention_failures_allowed:
+        p.status = Participant.Status.FAILED_ATTENTION
+        p.step = Participant.Step.DONE
+        p.completion_code = study.failed_attention_code
+        p.finished_at = now
+    elif assignment.position >= total:
+        p.step = Participant.Step.DEBRIEF
+    else:
+        p.current_position = assignment.position + 1
+    p.save()
+    return AnswerResult(response=response, created=True, participant=p)
+
+
+@transaction.atomic
+def participant_finish(*, participant: Participant) -> Participant:
+    """Complete the participation after the debrief and issue the completion code."""
+    p = _locked(participant)
+    if p.step != Participant.Step.DEBRIEF:
+        return p
+    now = timezone.now()
+    _page_submitted(p, Participant.Step.DEBRIEF, now)
+    p.status = Participant.Status.COMPLETED
+    p.step = Participant.Step.DONE
+    p.completion_code = p.study.completion_code
+    p.finished_at = now
+    p.save()
+    return p
+
+
+@transaction.atomic
+def study_set_status(*, study: Study, status: str) -> Study:
+    """Open or close a study, stamping when."""
+    s = Study.objects.select_for_update().get(pk=study.pk)
+    if status == s.status:
+        return s
+    if status == Study.Status.OPEN and not s.methods:
+        raise FlowError("A study needs match sets before it can open.")
+    s.status = status
+    if status == Study.Status.OPEN:
+        s.opened_at = timezone.now()
+    elif status == Study.Status.CLOSED:
+        s.closed_at = timezone.now()
+    s.save()
+    return s

@@ -1,0 +1,245 @@
+"""Participant pages: short views over `survey.services`, in the order of `survey.flow`."""
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import urlencode
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods
+
+from survey import services
+from survey.flow import progress, step_url
+from survey.forms import AnswerForm, ConsentForm, DemographicsForm
+from survey.models import Assignment, Confidence, Participant, Study
+
+SESSION_KEY = "fvr_participants"
+Step = Participant.Step
+View = Callable[..., HttpResponse]
+
+
+def error_page(request: HttpRequest, error: services.FlowError, *, study: Study | None = None):
+    """Render a refusal as a page that says what happened and what to do."""
+    return render(
+        request,
+        "survey/error.html",
+        {"message": error.message, "study": study},
+        status=error.status,
+    )
+
+
+def session_participant(request: HttpRequest, study: Study) -> Participant | None:
+    """The participant this browser session belongs to in `study`, if any."""
+    participant_id = request.session.get(SESSION_KEY, {}).get(study.slug)
+    if participant_id is None:
+        return None
+    return Participant.objects.select_related("study").filter(pk=participant_id).first()
+
+
+def participant_page(step: str) -> Callable[[View], View]:
+    """Load the session's participant; send them to their current step if this is not it."""
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        @never_cache
+        def wrapper(request: HttpRequest, slug: str, **kwargs: object) -> HttpResponse:
+            study = get_object_or_404(Study, slug=slug)
+            participant = session_participant(request, study)
+            if participant is None:
+                error = services.EntryRefused(
+                    "We could not find your place in this study. Please open the study "
+                    "again from your Prolific link."
+                )
+                error.status = 403
+                return error_page(request, error, study=study)
+            if participant.step != step:
+                return HttpResponseRedirect(step_url(participant))
+            return view(request, participant, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def page_context(participant: Participant, **extra: object) -> dict:
+    done, total = progress(participant)
+    return {
+        "participant": participant,
+        "study": participant.study,
+        "progress_done": done,
+        "progress_total": total,
+        "progress_percent": round(100 * done / total) if total else 100,
+        **extra,
+    }
+
+
+@never_cache
+@require_http_methods(["GET"])
+def entry(request: HttpRequest, slug: str) -> HttpResponse:
+    """Arrival from Prolific: admit, move the IDs out of the URL, go to the current step."""
+    study = get_object_or_404(Study, slug=slug)
+    params = request.GET
+    if not any(key in params for key in ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")):
+        participant = session_participant(request, study)
+        if participant is not None:
+            return HttpResponseRedirect(step_url(participant))
+        error = services.EntryRefused(
+            "This page needs your Prolific details. Please open the study from Prolific."
+        )
+        return error_page(request, error, study=study)
+    try:
+        participant = services.participant_enter(
+            study=study,
+            prolific_pid=params.get("PROLIFIC_PID"),
+            study_id=params.get("STUDY_ID"),
+            session_id=params.get("SESSION_ID"),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+    except services.FlowError as error:
+        services.refusal_log(error=error, study=study)
+        return error_page(request, error, study=study)
+    known = request.session.get(SESSION_KEY, {})
+    if known.get(study.slug) != participant.pk:
+        request.session.cycle_key()
+        request.session[SESSION_KEY] = {**known, study.slug: participant.pk}
+    return HttpResponseRedirect(step_url(participant))
+
+
+@participant_page(Step.CONSENT)
+def consent(request: HttpRequest, participant: Participant) -> HttpResponse:
+    form = ConsentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        participant = services.participant_consent(
+            participant=participant, consent=form.cleaned_data["decision"] == "agree"
+        )
+        return redirect(step_url(participant))
+    services.page_visit_record(participant=participant, page=Step.CONSENT)
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request, "survey/consent.html", page_context(participant, form=form), status=status
+    )
+
+
+@participant_page(Step.DEMOGRAPHICS)
+def demographics(request: HttpRequest, participant: Participant) -> HttpResponse:
+    form = DemographicsForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        participant = services.participant_demographics_save(
+            participant=participant, **form.cleaned_data
+        )
+        return redirect(step_url(participant))
+    services.page_visit_record(participant=participant, page=Step.DEMOGRAPHICS)
+    status = 400 if request.method == "POST" else 200
+    context = page_context(participant, form=form)
+    return render(request, "survey/demographics.html", context, status=status)
+
+
+@participant_page(Step.INSTRUCTIONS)
+def instructions(request: HttpRequest, participant: Participant) -> HttpResponse:
+    if request.method == "POST":
+        try:
+            participant = services.participant_start_questions(participant=participant)
+        except services.FlowError as error:
+            services.refusal_log(error=error, study=participant.study, participant=participant)
+            return error_page(request, error, study=participant.study)
+        return redirect(step_url(participant))
+    services.page_visit_record(participant=participant, page=Step.INSTRUCTIONS)
+    return render(request, "survey/instructions.html", page_context(participant))
+
+
+def _question_context(participant: Participant, assignment: Assignment, form: AnswerForm) -> dict:
+    match_set = assignment.match_set
+    candidates = list(match_set.candidates.order_by("rank"))
+    following = (
+        Assignment.objects.filter(participant=participant, position=assignment.position + 1)
+        .select_related("match_set")
+        .prefetch_related("match_set__candidates")
+        .first()
+    )
+    preload = []
+    if following is not None:
+        preload = [following.match_set.query_image.url] + [
+            c.image.url for c in following.match_set.candidates.all()
+        ]
+    selected = {str(v) for v in (form["selected"].value() or [])}
+    return page_context(
+        participant,
+        form=form,
+        assignment=assignment,
+        match_set=match_set,
+        candidates=[
+            {"rank": c.rank, "url": c.image.url, "checked": str(c.rank) in selected}
+            for c in candidates
+        ],
+        confidence_value=str(form["confidence"].value() or ""),
+        none_checked=bool(form["none_of_these"].value()),
+        preload=preload,
+        attention_label=(
+            Confidence(assignment.attention_confidence).label
+            if assignment.is_attention_check
+            else ""
+        ),
+        question_number=assignment.position,
+        question_total=participant.study.question_count,
+    )
+
+
+@participant_page(Step.QUESTIONS)
+def question(request: HttpRequest, participant: Participant, position: int) -> HttpResponse:
+    """One question per page; only the current one can be answered, and only once."""
+    if position != participant.current_position:
+        if position < participant.current_position:
+            messages.info(
+                request,
+                f"You have already answered question {position}; your first answer is kept.",
+            )
+        return HttpResponseRedirect(step_url(participant))
+    assignment = get_object_or_404(
+        Assignment.objects.select_related("match_set"), participant=participant, position=position
+    )
+    form = AnswerForm(request.POST or None, k=participant.study.k)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                result = services.response_record(
+                    participant=participant,
+                    question=str(form.cleaned_data["question"]),
+                    selected_ranks=form.cleaned_data["selected"],
+                    none_selected=form.cleaned_data["none_of_these"],
+                    confidence=form.cleaned_data["confidence"],
+                )
+            except services.FlowError as error:
+                return error_page(request, error, study=participant.study)
+            return redirect(step_url(result.participant))
+        status = 400
+    else:
+        services.assignment_served(assignment=assignment)
+        form = AnswerForm(initial={"question": assignment.token}, k=participant.study.k)
+        status = 200
+    context = _question_context(participant, assignment, form)
+    return render(request, "survey/question.html", context, status=status)
+
+
+@participant_page(Step.DEBRIEF)
+def debrief(request: HttpRequest, participant: Participant) -> HttpResponse:
+    if request.method == "POST":
+        participant = services.participant_finish(participant=participant)
+        return redirect(step_url(participant))
+    services.page_visit_record(participant=participant, page=Step.DEBRIEF)
+    return render(request, "survey/debrief.html", page_context(participant))
+
+
+def prolific_completion_url(code: str) -> str:
+    return f"{settings.FVR_PROLIFIC_COMPLETE_URL}?{urlencode({'cc': code})}"
+
+
+@participant_page(Step.DONE)
+def done(request: HttpRequest, participant: Participant) -> HttpResponse:
+    """The end: completed participants go straight back to Prolific with their code."""
+    url = prolific_completion_url(participant.completion_code)
+    if participant.status == Participant.Status.COMPLETED:
+        return HttpResponseRedirect(url)
+    return render(request, "survey/done.html", page_context(participant, prolific_url=url))

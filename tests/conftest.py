@@ -1,0 +1,62 @@
+"""Shared fixtures; tests needing PostgreSQL, Chromium or face photos skip with a reason.
+
+With FVR_REQUIRE_ALL=1 (set by .ci/run) a skipped test fails the run: in CI nothing skips.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+CHROMIUM = os.environ.get("FVR_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path_factory: pytest.TempPathFactory) -> None:
+    settings.MEDIA_ROOT = tmp_path_factory.mktemp("media")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture
+def face_data() -> Path:
+    """The folder of real face photos (contains lfw/ and att_faces/), from FVR_FACE_DATA."""
+    root = os.environ.get("FVR_FACE_DATA", "")
+    if not root or not (Path(root) / "lfw").is_dir():
+        pytest.skip("face photos not available: set FVR_FACE_DATA to a folder containing lfw/")
+    return Path(root)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    is_postgres = connection.vendor == "postgresql"
+    for item in items:
+        if "postgres" in item.keywords and not is_postgres:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="needs PostgreSQL: run with DATABASE_URL=postgres://... (make test does)"
+                )
+            )
+        if "browser" in item.keywords and not shutil.which(CHROMIUM):
+            item.add_marker(
+                pytest.mark.skip(
+                    reason=f"needs Chromium at {CHROMIUM}: apt-get install chromium "
+                    "(or set FVR_CHROMIUM)"
+                )
+            )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("FVR_REQUIRE_ALL") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped:
+        reporter.write_line(
+            f"FVR_REQUIRE_ALL=1: {len(skipped)} test(s) skipped; in CI nothing may skip.",
+            red=True,
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,0 +1,46 @@
+"""Drive participants through the flow with the services (no HTTP)."""
+
+from survey import services
+from survey.models import Assignment, Participant, Study
+
+
+def entered(study: Study, pid: str = "PID000001", session: str = "SESSION0001") -> Participant:
+    return services.participant_enter(
+        study=study,
+        prolific_pid=pid,
+        study_id=study.prolific_study_id or "STUDY0001",
+        session_id=session,
+    )
+
+
+def at_questions(study: Study, pid: str = "PID000001") -> Participant:
+    p = entered(study, pid=pid, session=f"S{pid}")
+    p = services.participant_consent(participant=p, consent=True)
+    p = services.participant_demographics_save(participant=p, gender="woman", age_group="30-39")
+    return services.participant_start_questions(participant=p)
+
+
+def current(p: Participant) -> Assignment:
+    return Assignment.objects.get(participant=p, position=p.current_position)
+
+
+def answer_current(p: Participant, *, follow_checks: bool = True, **overrides: object):
+    """Answer the current question: attention checks as instructed unless told otherwise."""
+    a = current(p)
+    if a.is_attention_check and follow_checks:
+        fields = {
+            "selected_ranks": [a.attention_rank],
+            "none_selected": False,
+            "confidence": a.attention_confidence,
+        }
+    elif a.is_attention_check:
+        wrong = a.attention_rank % p.study.k + 1
+        fields = {
+            "selected_ranks": [wrong],
+            "none_selected": False,
+            "confidence": a.attention_confidence,
+        }
+    else:
+        fields = {"selected_ranks": [1], "none_selected": False, "confidence": 3}
+    fields.update(overrides)
+    return services.response_record(participant=p, question=a, **fields)
