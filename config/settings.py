@@ -25,7 +25,7 @@ def env_list(name: str, default: str = "") -> list[str]:
 DEBUG = env_bool("DJANGO_DEBUG")
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG and env_bool("DJANGO_PRODUCTION"):
+    if env_bool("DJANGO_PRODUCTION"):
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_PRODUCTION=1.")
     SECRET_KEY = "insecure-development-key-set-DJANGO_SECRET_KEY-in-production"
 
@@ -137,8 +137,9 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
 
-# Production hardening: on unless DJANGO_DEBUG is set (see README, "Production").
-SECURE = env_bool("DJANGO_SECURE", not DEBUG)
+# Production hardening (HTTPS-only cookies, redirects, HSTS): on with DJANGO_PRODUCTION=1.
+PRODUCTION = env_bool("DJANGO_PRODUCTION")
+SECURE = env_bool("DJANGO_SECURE", PRODUCTION)
 SESSION_COOKIE_SECURE = SECURE
 CSRF_COOKIE_SECURE = SECURE
 SECURE_SSL_REDIRECT = SECURE and env_bool("DJANGO_SSL_REDIRECT", True)

@@ -4,7 +4,8 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status
-from rest_framework.exceptions import APIException, NotAuthenticated
+from rest_framework.authentication import CSRFCheck
+from rest_framework.exceptions import APIException, NotAuthenticated, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
@@ -38,7 +39,18 @@ class IsStudyParticipant(permissions.BasePermission):
         view.participant = session_participant(request._request, study)
         if view.participant is None:
             raise NotAuthenticated(self.message)
+        if request.method not in permissions.SAFE_METHODS:
+            enforce_csrf(request)
         return True
+
+
+def enforce_csrf(request: Request) -> None:
+    """Participants are session-bound but not Django users: check CSRF as for users."""
+    check = CSRFCheck(lambda _request: None)
+    check.process_request(request._request)
+    reason = check.process_view(request._request, None, (), {})
+    if reason:
+        raise PermissionDenied(f"CSRF failed: {reason}. Reload the page and try again.")
 
 
 class ParticipantStateApi(APIView):

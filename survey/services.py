@@ -142,8 +142,14 @@ def participant_enter(
         return Participant.objects.get(study=study, pseudonym=pseudonym)
 
 
+@transaction.atomic
 def page_visit_record(*, participant: Participant, page: str, now: datetime | None = None) -> None:
     """Store when a page was first served (later loads keep the first time)."""
+    if PageVisit.objects.filter(participant=participant, page=page).exists():
+        return
+    # Take the participant's lock first, like every other write: inserting a visit while a
+    # second tab holds that lock and inserts the same visit would otherwise deadlock.
+    _locked(participant)
     PageVisit.objects.get_or_create(
         participant=participant, page=page, defaults={"served_at": now or timezone.now()}
     )

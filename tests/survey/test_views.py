@@ -1,0 +1,221 @@
+"""The participant pages over HTTP: the path, resumption and every kind of bad input."""
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from survey.models import Assignment, Participant, RefusedRequest, Response
+from tests.factories import study_with_match_sets
+
+pytestmark = pytest.mark.django_db
+
+PARAMS = {"PROLIFIC_PID": "PIDVIEW0001", "STUDY_ID": "STUDY0001", "SESSION_ID": "SESSVIEW01"}
+
+
+def url(name: str, study, **kwargs) -> str:
+    return reverse(f"survey:{name}", kwargs={"slug": study.slug, **kwargs})
+
+
+def at_questions(client: Client, study, params: dict = PARAMS) -> Participant:
+    client.get(url("entry", study), params)
+    client.post(url("consent", study), {"decision": "agree"})
+    client.post(url("demographics", study), {"gender": "woman", "age_group": "18-29"})
+    client.post(url("instructions", study))
+    return Participant.objects.get(prolific_pid=params["PROLIFIC_PID"])
+
+
+def answer_payload(p: Participant, **overrides) -> dict:
+    a = Assignment.objects.get(participant=p, position=p.current_position)
+    if a.is_attention_check:
+        data = {"selected": [str(a.attention_rank)], "confidence": str(a.attention_confidence)}
+    else:
+        data = {"selected": ["1"], "confidence": "3"}
+    return {"question": str(a.token), **data, **overrides}
+
+
+def test_entry_moves_prolific_ids_out_of_the_url():
+    study = study_with_match_sets()
+    client = Client()
+    response = client.get(url("entry", study), PARAMS)
+    assert response.status_code == 302
+    assert response["Location"] == url("consent", study)
+    assert "PIDVIEW0001" not in response["Location"]
+    page = client.get(response["Location"])
+    assert page.status_code == 200
+    assert page["Cache-Control"].startswith("max-age=0") or "no-cache" in page["Cache-Control"]
+    assert b"Do you agree to take part?" in page.content
+
+
+def test_reentry_resumes_at_the_current_step_in_a_new_browser():
+    study = study_with_match_sets()
+    p = at_questions(Client(), study)
+    other_browser = Client()
+    response = other_browser.get(url("entry", study), PARAMS)
+    assert response["Location"] == url("question", study, position=1)
+    assert Participant.objects.filter(study=study).count() == 1
+    assert p.assignments.count() == study.question_count
+
+
+def test_full_path_over_http_ends_on_prolific_with_completion_code():
+    study = study_with_match_sets()
+    client = Client()
+    p = at_questions(client, study)
+    for position in range(1, study.question_count + 1):
+        page = client.get(url("question", study, position=position))
+        assert page.status_code == 200
+        p.refresh_from_db()
+        response = client.post(url("question", study, position=position), answer_payload(p))
+        assert response.status_code == 302, response.content
+    response = client.post(url("debrief", study), follow=False)
+    done = client.get(response["Location"])
+    assert done["Location"] == (
+        f"https://app.prolific.com/submissions/complete?cc={study.completion_code}"
+    )
+    p.refresh_from_db()
+    assert p.status == Participant.Status.COMPLETED
+    assert Response.objects.filter(participant=p).count() == study.question_count
+    assert p.visits.filter(submitted_at__isnull=False).count() == 4
+
+
+def test_back_to_an_answered_question_shows_the_current_one():
+    study = study_with_match_sets()
+    client = Client()
+    p = at_questions(client, study)
+    client.post(url("question", study, position=1), answer_payload(p))
+    response = client.get(url("question", study, position=1), follow=True)
+    assert response.redirect_chain[-1][0] == url("question", study, position=2)
+    assert b"already answered question 1" in response.content
+    # Skipping ahead is redirected back too.
+    ahead = client.get(url("question", study, position=5))
+    assert ahead["Location"] == url("question", study, position=2)
+
+
+def test_double_submit_of_the_form_keeps_the_first_answer():
+    study = study_with_match_sets()
+    client = Client()
+    p = at_questions(client, study)
+    first = answer_payload(p, selected=["2"], confidence="5")
+    client.post(url("question", study, position=1), first)
+    again = client.post(url("question", study, position=1), {**first, "selected": ["4"]})
+    assert again.status_code == 302
+    stored = Response.objects.get(participant=p)
+    assert stored.selected_ranks == [2]
+    assert stored.confidence == 5
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"confidence": "0"}, b"Confidence must be one of the five options"),
+        ({"confidence": "6"}, b"Confidence must be one of the five options"),
+        ({"confidence": "3.0"}, b"Confidence must be one of the five options"),
+        ({"confidence": ""}, b"Please rate how confident you are"),
+        ({"selected": ["6"]}, b"must be one of the photos shown"),
+        ({"selected": ["0"]}, b"must be one of the photos shown"),
+        ({"selected": []}, b"Select at least one photo"),
+        ({"selected": ["1"], "none_of_these": "on"}, b"not both"),
+        ({"question": "not-a-uuid"}, b"Please check your answer"),
+    ],
+)
+def test_bad_answers_get_400_with_a_message_and_change_nothing(overrides, message):
+    study = study_with_match_sets()
+    client = Client()
+    p = at_questions(client, study)
+    payload = answer_payload(p, **overrides)
+    if overrides.get("confidence") == "":
+        payload.pop("confidence")
+    response = client.post(url("question", study, position=1), payload)
+    assert response.status_code == 400
+    assert message in response.content
+    assert not Response.objects.exists()
+    p.refresh_from_db()
+    assert p.current_position == 1
+
+
+def test_another_participants_question_is_refused_with_403():
+    study = study_with_match_sets()
+    owner = at_questions(Client(), study)
+    intruder_client = Client()
+    at_questions(
+        intruder_client,
+        study,
+        {"PROLIFIC_PID": "PIDINTRUDE1", "STUDY_ID": "STUDY0001", "SESSION_ID": "SESSINTR01"},
+    )
+    response = intruder_client.post(url("question", study, position=1), answer_payload(owner))
+    assert response.status_code == 403
+    assert b"does not belong to you" in response.content
+    assert not Response.objects.exists()
+    assert RefusedRequest.objects.filter(reason="not_your_question").count() == 1
+
+
+def test_answer_after_completion_is_refused():
+    study = study_with_match_sets()
+    client = Client()
+    p = at_questions(client, study)
+    token = str(Assignment.objects.get(participant=p, position=2).token)
+    Participant.objects.filter(pk=p.pk).update(
+        status=Participant.Status.COMPLETED, step=Participant.Step.DONE
+    )
+    before = Response.objects.count()
+    response = client.post(url("question", study, position=2), {"question": token})
+    assert response.status_code == 302  # the page itself sends a finished participant to the end
+    api = client.post(
+        reverse("api-answer", kwargs={"slug": study.slug}),
+        {"question": token, "selected_ranks": [1], "none_of_these": False, "confidence": 3},
+        content_type="application/json",
+    )
+    assert api.status_code == 409
+    assert "already finished" in api.json()["detail"]
+    assert Response.objects.count() == before
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, b"needs your Prolific details"),
+        ({"STUDY_ID": "STUDY0001", "SESSION_ID": "SESS000001"}, b"missing PROLIFIC_PID"),
+        ({"PROLIFIC_PID": "PID0000001", "SESSION_ID": "SESS000001"}, b"missing STUDY_ID"),
+        ({"PROLIFIC_PID": "PID0000001", "STUDY_ID": "STUDY0001"}, b"missing SESSION_ID"),
+        (
+            {"PROLIFIC_PID": "<b>x</b>", "STUDY_ID": "STUDY0001", "SESSION_ID": "SESS000001"},
+            b"PROLIFIC_PID is not a valid",
+        ),
+        (
+            {"PROLIFIC_PID": "PID0000001", "STUDY_ID": "WRONGSTUDY", "SESSION_ID": "SESS000001"},
+            b"STUDY_ID does not belong",
+        ),
+    ],
+)
+def test_bad_prolific_parameters_get_400_and_create_nothing(params, message):
+    study = study_with_match_sets(prolific_study_id="STUDY0001")
+    response = Client().get(url("entry", study), params)
+    assert response.status_code == 400
+    assert message in response.content
+    assert b"<b>x</b>" not in response.content  # never echoed back as markup
+    assert not Participant.objects.exists()
+
+
+def test_closed_study_says_so_with_403():
+    study = study_with_match_sets(status="closed")
+    response = Client().get(url("entry", study), PARAMS)
+    assert response.status_code == 403
+    assert b"not open" in response.content
+    assert not Participant.objects.exists()
+
+
+def test_pages_without_a_participant_session_are_refused():
+    study = study_with_match_sets()
+    response = Client().get(url("question", study, position=1))
+    assert response.status_code == 403
+    assert b"Prolific link" in response.content
+
+
+def test_declining_consent_shows_the_no_consent_code():
+    study = study_with_match_sets()
+    client = Client()
+    client.get(url("entry", study), PARAMS)
+    response = client.post(url("consent", study), {"decision": "decline"}, follow=True)
+    assert response.status_code == 200
+    assert study.no_consent_code.encode() in response.content
+    assert b"return the study" in response.content
+    assert Participant.objects.get().status == Participant.Status.NO_CONSENT
