@@ -1,6 +1,11 @@
 // Progressive enhancement for participant pages; every page works without it.
 (function () {
   "use strict";
+  // A page restored from the back-forward cache shows stale state (an answered question, a
+  // "Saving…" button); the server knows the current step, so ask it again.
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) { window.location.reload(); }
+  });
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form").forEach(function (form) {
       // One submission per page load: a double click never sends the answer twice.
