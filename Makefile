@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) manage.py demo --serve $(if $(FACES),--faces "$(FACES)",)
+	DJANGO_DEBUG=1 $(PY) manage.py demo --serve $(if $(FACES),--faces "$(FACES)",)
 
 test: $(STAMP)
 	bash scripts/test

@@ -7,7 +7,7 @@ second tab, double click): the server's stored state decides, never the request'
 import logging
 import random
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -425,14 +425,27 @@ def participant_finish(*, participant: Participant) -> Participant:
     return p
 
 
+def study_check_ready(*, study: Study) -> None:
+    """Refuse to open a study whose match sets cannot fill every participant's questions."""
+    if not study.methods:
+        raise FlowError("A study needs match sets before it can open.")
+    counts = Counter(study.match_sets.values_list("method", flat=True))
+    short = [m for m in study.methods if counts[m] < study.questions_per_method]
+    if short:
+        raise FlowError(
+            f"Each FVR method needs at least {study.questions_per_method} match sets "
+            f"(questions per method); too few for: {', '.join(short)}."
+        )
+
+
 @transaction.atomic
 def study_set_status(*, study: Study, status: str) -> Study:
     """Open or close a study, stamping when."""
     s = Study.objects.select_for_update().get(pk=study.pk)
     if status == s.status:
         return s
-    if status == Study.Status.OPEN and not s.methods:
-        raise FlowError("A study needs match sets before it can open.")
+    if status == Study.Status.OPEN:
+        study_check_ready(study=s)
     s.status = status
     if status == Study.Status.OPEN:
         s.opened_at = timezone.now()

@@ -56,12 +56,25 @@ def participant_page(step: str) -> Callable[[View], View]:
                 error.status = 403
                 return error_page(request, error, study=study)
             if participant.step != step:
+                if request.method == "POST":
+                    log_stale_post(participant, f"a {step} page was submitted")
                 return HttpResponseRedirect(step_url(participant))
             return view(request, participant, **kwargs)
 
         return wrapper
 
     return decorator
+
+
+def log_stale_post(participant: Participant, what: str) -> None:
+    """Log a submission for a page the participant has left (double click, old tab)."""
+    where = (
+        f"question {participant.current_position}"
+        if participant.step == Step.QUESTIONS
+        else participant.get_step_display().lower()
+    )
+    error = services.AnswerRefused(f"Refused: {what} while the participant is at {where}.")
+    services.refusal_log(error=error, study=participant.study, participant=participant)
 
 
 def page_context(participant: Participant, **extra: object) -> dict:
@@ -191,6 +204,8 @@ def _question_context(participant: Participant, assignment: Assignment, form: An
 def question(request: HttpRequest, participant: Participant, position: int) -> HttpResponse:
     """One question per page; only the current one can be answered, and only once."""
     if position != participant.current_position:
+        if request.method == "POST":
+            log_stale_post(participant, f"an answer to question {position} was submitted")
         if position < participant.current_position:
             messages.info(
                 request,

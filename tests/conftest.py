@@ -22,6 +22,12 @@ def _media_in_tmp(settings, tmp_path_factory: pytest.TempPathFactory) -> None:
     }
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:
+    # The default PBKDF2 costs about a second per user on this machine's cores.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def face_data() -> Path:
     """The folder of real face photos (contains lfw/ and att_faces/), from FVR_FACE_DATA."""

@@ -1,0 +1,195 @@
+import re
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from PIL import Image
+
+from survey.demo import demo_plan
+from survey.models import Candidate, FvrMethod, MatchSet, Participant, Study
+from tests.factories import StudyFactory, synthetic_jpeg
+from tests.survey.helpers import entered
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def faces(tmp_path: Path) -> Path:
+    """An identity-per-folder tree of synthetic JPEGs: 12 identities with 1–3 photos each."""
+    root = tmp_path / "faces"
+    for i in range(12):
+        folder = root / f"Person_{i:02d}"
+        folder.mkdir(parents=True)
+        for j in range(1 + i % 3):
+            (folder / f"Person_{i:02d}_{j + 1:04d}.jpg").write_bytes(
+                synthetic_jpeg(100 * i + j, size=24).read()
+            )
+    (root / "README.txt").write_text("not an identity")
+    return root
+
+
+def demo(*args: str, **options: object) -> str:
+    out = StringIO()
+    call_command("demo", *args, stdout=out, **options)
+    return out.getvalue()
+
+
+def test_demo_builds_an_open_demo_study_from_identity_folders(faces, settings):
+    out = demo(faces=str(faces), per_method=5)
+    study = Study.objects.get(slug="demo")
+    assert study.is_demo
+    assert study.status == Study.Status.OPEN
+    assert study.prolific_study_id == ""
+    assert all([study.completion_code, study.failed_attention_code, study.no_consent_code])
+    assert (study.k, study.questions_per_method) == (5, 5)
+    assert sorted(study.methods) == sorted(FvrMethod.values)
+    assert MatchSet.objects.filter(study=study).count() == 20
+    for method in FvrMethod.values:
+        assert study.match_sets.filter(method=method).count() == 5
+    assert "Built demo study 'demo': 20 match sets (5 per method, 4 without the target)" in out
+
+
+def test_each_demo_match_set_shows_another_photo_of_the_target_or_none_of_it(faces):
+    demo(faces=str(faces), per_method=5)
+    absent = 0
+    for match_set in MatchSet.objects.prefetch_related("candidates"):
+        provenance = match_set.provenance
+        assert provenance["demo"] is True
+        assert provenance["source"] == "real photos"
+        query = provenance["query"]
+        assert (faces / query).is_file()
+        assert query.split("/")[0] == match_set.target_identity
+        paths = {c["rank"]: c["path"] for c in provenance["candidates"]}
+        assert query not in paths.values()  # the query photo itself is never a candidate
+        candidates = list(match_set.candidates.all())
+        assert [c.rank for c in candidates] == [1, 2, 3, 4, 5]
+        assert len({c.identity for c in candidates}) == 5
+        true = [c for c in candidates if c.is_true]
+        if not true:
+            absent += 1
+            assert match_set.target_identity not in {c.identity for c in candidates}
+            continue
+        assert len(true) == 1
+        assert true[0].identity == match_set.target_identity
+        other_photo = paths[true[0].rank]
+        assert other_photo.split("/")[0] == match_set.target_identity
+        assert other_photo != query
+    assert absent == 4  # about one in five: one per method here
+
+
+def test_demo_images_are_rendered_to_web_size(faces):
+    demo(faces=str(faces), per_method=1)
+    candidate = Candidate.objects.first()
+    with candidate.image.open("rb") as handle, Image.open(handle) as image:
+        assert image.size == (224, 224)
+    assert "Person" not in candidate.image.name
+
+
+def test_demo_prints_three_links_with_new_participants_and_an_admin_password(faces):
+    out = demo(faces=str(faces), per_method=1, port=8123)
+    links = re.findall(r"http://127\.0\.0\.1:8123/s/demo/\?\S+", out)
+    assert len(links) == 3
+    pids = {re.search(r"PROLIFIC_PID=(DEMO\w+)", link).group(1) for link in links}
+    assert len(pids) == 3
+    assert all("STUDY_ID=DEMOSTUDY" in link for link in links)
+    password = re.search(r"user 'admin'  password (\S+)", out).group(1)
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.is_superuser
+    assert admin.check_password(password)
+    assert "http://127.0.0.1:8123/admin/" in out
+
+
+def test_participant_link_parameters_are_accepted_by_the_study(faces):
+    demo(faces=str(faces), per_method=1)
+    study = Study.objects.get(slug="demo")
+    participant = entered(study, pid="DEMO0123456789AB", session="DEMOSESSION01")
+    assert participant.status == Participant.Status.ACTIVE
+
+
+def test_rerunning_reuses_the_study_and_admin_and_reset_rebuilds(faces):
+    demo(faces=str(faces), per_method=1)
+    first = Study.objects.get(slug="demo")
+    entered(first, pid="DEMOVISITOR1")
+    again = demo(per_method=3)  # no photos needed to reuse
+    assert "Reusing demo study 'demo' (4 match sets)" in again
+    assert "password was printed when it was created" in again
+    assert Study.objects.get(slug="demo").pk == first.pk
+    rebuilt = demo("--reset", faces=str(faces), per_method=2)
+    assert "Built demo study 'demo': 8 match sets" in rebuilt
+    study = Study.objects.get(slug="demo")
+    assert study.pk != first.pk
+    assert MatchSet.objects.count() == 8
+    assert not Participant.objects.exists()
+
+
+def test_reset_password_prints_a_new_working_password(faces):
+    demo(faces=str(faces), per_method=1)
+    out = demo("--reset-password")
+    password = re.search(r"password (\S+)  \(shown only now\)", out).group(1)
+    assert get_user_model().objects.get(username="admin").check_password(password)
+
+
+def test_face_folder_comes_from_fvr_face_data_preferring_its_lfw_subfolder(
+    faces, settings, tmp_path
+):
+    settings.FVR_FACE_DATA = str(faces)
+    assert f"from the photos in {faces}." in demo(per_method=1)
+    (tmp_path / "data").mkdir()
+    lfw = faces.rename(tmp_path / "data" / "lfw")
+    settings.FVR_FACE_DATA = str(tmp_path / "data")
+    assert f"from the photos in {lfw}." in demo("--reset", per_method=1)
+
+
+def test_missing_photos_are_a_clear_error(settings):
+    settings.FVR_FACE_DATA = ""
+    with pytest.raises(CommandError, match="No face photos: pass --faces PATH"):
+        demo()
+    with pytest.raises(CommandError, match="is not a folder"):
+        demo(faces="/nonexistent/faces")
+    assert not Study.objects.exists()
+
+
+def test_too_few_identities_is_a_clear_error(faces):
+    for folder in sorted(faces.iterdir())[5:]:
+        if folder.is_dir():
+            for photo in folder.iterdir():
+                photo.unlink()
+            folder.rmdir()
+    with pytest.raises(CommandError, match="needs at least 6 identity folders"):
+        demo(faces=str(faces))
+
+
+def test_demo_never_touches_a_study_that_is_not_a_demo(faces):
+    StudyFactory(slug="demo", is_demo=False)
+    with pytest.raises(CommandError, match="not a demo"):
+        demo("--reset", faces=str(faces))
+    assert not MatchSet.objects.exists()
+
+
+def test_serving_with_production_style_settings_says_what_to_set(faces, settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="DJANGO_DEBUG=1"):
+        demo("--serve", faces=str(faces))
+    assert not Study.objects.exists()
+
+
+def test_demo_plan_is_reproducible_for_a_seed(faces):
+    first = demo_plan(faces_root=faces, per_method=4, seed=7)
+    assert first == demo_plan(faces_root=faces, per_method=4, seed=7)
+    assert first != demo_plan(faces_root=faces, per_method=4, seed=8)
+
+
+@pytest.mark.facedata
+def test_demo_builds_from_the_real_lfw_photos(face_data, settings):
+    settings.FVR_FACE_DATA = str(face_data)
+    out = demo(per_method=2)
+    study = Study.objects.get(slug="demo")
+    assert study.match_sets.count() == 8
+    assert f"from the photos in {face_data / 'lfw'}" in out
+    for match_set in study.match_sets.all():
+        assert match_set.provenance["dataset"] == "lfw"
+        assert (face_data / "lfw" / match_set.provenance["query"]).is_file()
+    with match_set.query_image.open("rb") as handle, Image.open(handle) as image:
+        assert (image.format, image.size) == ("JPEG", (224, 224))
