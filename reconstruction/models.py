@@ -1,1 +1,168 @@
-"""Face datasets, recognizers, FVR methods and Metric 1 (Django models only; no torch)."""
+"""Face datasets, recognizers, FVR methods and Metric 1 (Django models only; no torch).
+
+Invariants live in the database (unique and check constraints); writes that touch several
+rows are service functions in `reconstruction/services.py`.
+"""
+
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Length
+from django.db.models.lookups import Exact
+
+
+class FaceDataset(models.Model):
+    """An identity-per-folder photo collection imported by `import_faces`."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    root = models.CharField(max_length=1000, help_text="Folder the photos were read from.")
+    fingerprint = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="SHA-256 over (path, checksum, status) of every image: the dataset version.",
+    )
+    import_settings = models.JSONField(
+        default=dict, blank=True, help_text="Splits, seed, detector and template of the import."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    imported_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Split(models.TextChoices):
+    """Identity-disjoint roles: reconstructor training, attack targets, gallery distractors."""
+
+    TRAIN = "train", "Train (reconstructor / extractor)"
+    TARGET = "target", "Target (attacked identities)"
+    GALLERY = "gallery", "Gallery (distractors)"
+
+
+class Identity(models.Model):
+    """One person (one folder) of a dataset; every identity belongs to exactly one split."""
+
+    dataset = models.ForeignKey(FaceDataset, on_delete=models.CASCADE, related_name="identities")
+    name = models.CharField(max_length=255)
+    split = models.CharField(max_length=8, choices=Split)
+
+    class Meta:
+        verbose_name_plural = "identities"
+        ordering = ["dataset", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "name"], name="identity_unique_name"),
+            models.CheckConstraint(
+                condition=Q(split__in=Split.values), name="identity_split_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def aligned_upload_to(instance: "FaceImage", filename: str) -> str:
+    """Aligned files sit beside their source path, tagged with the source checksum."""
+    return f"faces/{instance.dataset.name}/{filename}"
+
+
+class FaceImageQuerySet(models.QuerySet):
+    def ok(self) -> "FaceImageQuerySet":
+        return self.filter(status=FaceImage.Status.OK)
+
+
+class FaceImage(models.Model):
+    """One source photo: its checksum, the face found in it and its aligned crops."""
+
+    class Status(models.TextChoices):
+        OK = "ok", "Aligned"
+        NO_FACE = "no_face", "No face found"
+        UNREADABLE = "unreadable", "Unreadable file"
+
+    dataset = models.ForeignKey(FaceDataset, on_delete=models.CASCADE, related_name="images")
+    identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="images")
+    relative_path = models.CharField(max_length=1000, help_text="POSIX path below the root.")
+    sha256 = models.CharField("source SHA-256", max_length=64)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status)
+    message = models.CharField(max_length=500, blank=True)
+    detector = models.CharField(max_length=64, blank=True)
+    faces_found = models.PositiveSmallIntegerField(default=0)
+    detection_score = models.FloatField(null=True, blank=True)
+    box = models.JSONField(
+        null=True, blank=True, help_text="Chosen face box [left, top, right, bottom], source px."
+    )
+    landmarks = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="ArcFace 5 points (eye centres, nose tip, mouth corners), source px.",
+    )
+    dlib_landmarks = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="dlib's 5-point shape (eye corners, nose base), source px: for get_face_chip.",
+    )
+    aligned = models.ImageField("aligned 112×112", upload_to=aligned_upload_to, blank=True)
+    crop160 = models.ImageField("crop 160×160", upload_to=aligned_upload_to, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = FaceImageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["dataset", "relative_path"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dataset", "relative_path"], name="faceimage_unique_path"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["ok", "no_face", "unreadable"]),
+                name="faceimage_status_known",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="ok")
+                | (Q(landmarks__isnull=False) & ~Q(aligned="") & ~Q(crop160="")),
+                name="faceimage_ok_has_alignment",
+            ),
+        ]
+        indexes = [models.Index(fields=["identity", "status"])]
+
+    def __str__(self) -> str:
+        return self.relative_path
+
+
+class Embedding(models.Model):
+    """A recognizer's float32 feature vector of one aligned face, with its provenance."""
+
+    image = models.ForeignKey(FaceImage, on_delete=models.CASCADE, related_name="embeddings")
+    recognizer = models.CharField(max_length=64)
+    weights_sha256 = models.CharField(max_length=64)
+    preprocessing = models.CharField(max_length=500)
+    source_sha256 = models.CharField(
+        max_length=64, help_text="The image's source SHA-256 when embedded: stale if it differs."
+    )
+    dim = models.PositiveIntegerField()
+    vector = models.BinaryField(help_text="dim little-endian float32 values.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["image", "recognizer"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["image", "recognizer", "weights_sha256"], name="embedding_unique"
+            ),
+            models.CheckConstraint(condition=Q(dim__gte=1), name="embedding_dim_positive"),
+            models.CheckConstraint(
+                condition=Exact(Length("vector"), F("dim") * 4), name="embedding_vector_is_dim_f32"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.recognizer}:{self.image_id}"
+
+    @property
+    def is_stale(self) -> bool:
+        """The source photo changed since this vector was computed."""
+        return self.source_sha256 != self.image.sha256

@@ -1,0 +1,120 @@
+"""Admin for imported face datasets: browse identities and aligned crops; data is read-only."""
+
+from django.contrib import admin
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from reconstruction.models import Embedding, FaceDataset, FaceImage, Identity
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows are written by `import_faces` and `embed`; the admin only shows (and deletes)."""
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+def thumbnail(field_file: object, size: int = 56) -> str:
+    """An <img> preview of an image field, or a dash."""
+    if not field_file:
+        return "—"
+    return format_html('<img src="{}" width="{}" height="{}" alt="">', field_file.url, size, size)
+
+
+@admin.register(FaceDataset)
+class FaceDatasetAdmin(ReadOnlyAdmin):
+    list_display = ["name", "root", "identity_count", "ok_count", "no_face_count", "imported_at"]
+    search_fields = ["name", "root"]
+    readonly_fields = ["fingerprint", "import_settings", "created_at", "imported_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_identities=Count("identities", distinct=True),
+                n_ok=Count("images", filter=Q(images__status=FaceImage.Status.OK), distinct=True),
+                n_no_face=Count(
+                    "images", filter=Q(images__status=FaceImage.Status.NO_FACE), distinct=True
+                ),
+            )
+        )
+
+    @admin.display(description="identities", ordering="n_identities")
+    def identity_count(self, obj: FaceDataset) -> int:
+        return obj.n_identities
+
+    @admin.display(description="aligned", ordering="n_ok")
+    def ok_count(self, obj: FaceDataset) -> int:
+        return obj.n_ok
+
+    @admin.display(description="no face", ordering="n_no_face")
+    def no_face_count(self, obj: FaceDataset) -> int:
+        return obj.n_no_face
+
+
+class FaceImageInline(admin.TabularInline):
+    model = FaceImage
+    fields = ["preview", "relative_path", "status", "detection_score"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.display(description="aligned")
+    def preview(self, obj: FaceImage) -> str:
+        return thumbnail(obj.aligned)
+
+
+@admin.register(Identity)
+class IdentityAdmin(ReadOnlyAdmin):
+    list_display = ["name", "dataset", "split", "image_count"]
+    list_filter = ["dataset", "split"]
+    search_fields = ["name"]
+    list_select_related = ["dataset"]
+    inlines = [FaceImageInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(n_images=Count("images"))
+
+    @admin.display(description="images", ordering="n_images")
+    def image_count(self, obj: Identity) -> int:
+        return obj.n_images
+
+
+@admin.register(FaceImage)
+class FaceImageAdmin(ReadOnlyAdmin):
+    list_display = ["preview", "relative_path", "identity", "status", "detection_score"]
+    list_display_links = ["preview", "relative_path"]
+    list_filter = ["dataset", "status", "identity__split"]
+    search_fields = ["relative_path", "identity__name", "sha256"]
+    list_select_related = ["identity", "dataset"]
+    readonly_fields = ["preview_large", "crop_preview"]
+
+    @admin.display(description="aligned")
+    def preview(self, obj: FaceImage) -> str:
+        return thumbnail(obj.aligned)
+
+    @admin.display(description="aligned 112×112")
+    def preview_large(self, obj: FaceImage) -> str:
+        return thumbnail(obj.aligned, 112)
+
+    @admin.display(description="crop 160×160")
+    def crop_preview(self, obj: FaceImage) -> str:
+        return thumbnail(obj.crop160, 160)
+
+
+@admin.register(Embedding)
+class EmbeddingAdmin(ReadOnlyAdmin):
+    list_display = ["image", "recognizer", "dim", "weights_sha256", "created_at"]
+    list_filter = ["recognizer"]
+    search_fields = ["image__relative_path", "image__identity__name"]
+    list_select_related = ["image"]
+    exclude = ["vector"]
