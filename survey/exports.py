@@ -18,6 +18,8 @@ LONG_COLUMNS: list[str] = [
     "k",
     "n_true",
     "selected_ranks",
+    "candidate_order",
+    "selected_photos",
     "n_selected",
     "none_selected",
     "n_correct",
@@ -55,6 +57,7 @@ def responses_long(study: Study) -> Iterator[dict]:
     for r in responses.iterator(chunk_size=500):
         match_set = r.assignment.match_set
         true_ranks = {c.rank for c in match_set.candidates.all() if c.is_true}
+        order = r.assignment.display_order(study.k)
         yield {
             "participant": r.participant.pseudonym,
             "study": study.slug,
@@ -67,6 +70,8 @@ def responses_long(study: Study) -> Iterator[dict]:
             "k": study.k,
             "n_true": len(true_ranks),
             "selected_ranks": ";".join(str(rank) for rank in r.selected_ranks),
+            "candidate_order": ";".join(str(rank) for rank in order),
+            "selected_photos": ";".join(str(order.index(rank) + 1) for rank in r.selected_ranks),
             "n_selected": len(r.selected_ranks),
             "none_selected": r.none_selected,
             "n_correct": len(true_ranks.intersection(r.selected_ranks)),

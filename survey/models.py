@@ -6,6 +6,7 @@ rows are service functions in `survey/services.py`.
 
 import hashlib
 import hmac
+import json
 import uuid
 from pathlib import PurePosixPath
 
@@ -28,6 +29,12 @@ def image_upload_to(instance: models.Model, filename: str) -> str:
     """Store images under random names so that a URL reveals nothing about its role."""
     suffix = PurePosixPath(filename).suffix.lower() or ".jpg"
     return f"studies/{uuid.uuid4().hex}{suffix}"
+
+
+def plan_sha256(plan: dict) -> str:
+    """SHA-256 of an analysis plan in canonical JSON (sorted keys, no whitespace)."""
+    canonical = json.dumps(plan, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class StudyQuerySet(models.QuerySet):
@@ -76,6 +83,18 @@ class Study(models.Model):
     is_demo = models.BooleanField(
         default=False, help_text="Pages say that this is a demo built from real photos."
     )
+    randomise_candidate_order = models.BooleanField(
+        default=True,
+        help_text="Show each participant the K candidates in a random order (logged per question).",
+    )
+    analysis_plan = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Pre-registered analysis (outcomes, exclusions, tests, alpha, planned N); "
+        "frozen when the study opens.",
+    )
+    analysis_plan_sha256 = models.CharField(max_length=64, blank=True, editable=False)
+    analysis_plan_frozen_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -107,6 +126,13 @@ class Study(models.Model):
         """The FVR methods that have match sets in this study, in a stable order."""
         present = set(self.match_sets.values_list("method", flat=True))
         return [m for m in FvrMethod.values if m in present]
+
+    @property
+    def analysis_plan_changed(self) -> bool:
+        """The plan differs from the one frozen when the study opened (a deviation)."""
+        return bool(self.analysis_plan_sha256) and (
+            plan_sha256(self.analysis_plan) != self.analysis_plan_sha256
+        )
 
     @property
     def question_count(self) -> int:
@@ -250,6 +276,9 @@ class Assignment(models.Model):
     is_attention_check = models.BooleanField(default=False)
     attention_rank = models.PositiveSmallIntegerField(null=True, blank=True)
     attention_confidence = models.PositiveSmallIntegerField(null=True, blank=True)
+    candidate_order = models.JSONField(
+        default=list, blank=True, help_text="Candidate ranks in the order shown (photo 1 first)."
+    )
     served_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -272,6 +301,14 @@ class Assignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.participant} Q{self.position}"
+
+    def display_order(self, k: int) -> list[int]:
+        """Candidate ranks in the order shown; rank order if none was drawn."""
+        return list(self.candidate_order) or list(range(1, k + 1))
+
+    def photo_number(self, rank: int, k: int) -> int:
+        """The 'Photo N' label under which the candidate of this rank is shown."""
+        return self.display_order(k).index(rank) + 1
 
 
 class Confidence(models.IntegerChoices):

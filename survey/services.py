@@ -7,22 +7,22 @@ second tab, double click): the server's stored state decides, never the request'
 import logging
 import random
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
 from django.utils import timezone
 
+from survey.assignment import DesignError, questions_choose
 from survey.models import (
     Assignment,
-    MatchSet,
     PageVisit,
     Participant,
     RefusedRequest,
     Response,
     Study,
+    plan_sha256,
     pseudonymise,
 )
 
@@ -122,7 +122,7 @@ def participant_enter(
         )
     try:
         with transaction.atomic():
-            locked = Study.objects.select_for_update().get(pk=study.pk)
+            locked = _locked_study(study.pk)
             if locked.max_participants is not None:
                 taken = locked.participants.counted_for_balance().count()
                 if taken >= locked.max_participants:
@@ -164,7 +164,22 @@ def _page_submitted(participant: Participant, page: str, now: datetime) -> None:
 
 
 def _locked(participant: Participant) -> Participant:
-    return Participant.objects.select_for_update().select_related("study").get(pk=participant.pk)
+    """Lock the participant's row for this transaction.
+
+    Only that row (`of=self`: a plain FOR UPDATE over the join would lock the study row too and
+    serialise every participant behind it), and FOR NO KEY UPDATE, which rows that merely refer
+    to the participant (visits, responses, logs) do not wait for.
+    """
+    return (
+        Participant.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("study")
+        .get(pk=participant.pk)
+    )
+
+
+def _locked_study(study_id: int) -> Study:
+    """Lock the study row: the one lock that orders arrivals and question assignment."""
+    return Study.objects.select_for_update(no_key=True).get(pk=study_id)
 
 
 @transaction.atomic
@@ -204,37 +219,11 @@ def participant_demographics_save(
     return p
 
 
-def _balanced_choice(study: Study, rng: random.Random) -> tuple[list[MatchSet], list[MatchSet]]:
-    """Pick each method's least-answered match sets; called with the study row locked."""
-    counted = Participant.objects.filter(study=study).counted_for_balance()
-    match_sets = list(
-        MatchSet.objects.filter(study=study).annotate(
-            answered_by=Count(
-                "assignments",
-                filter=Q(
-                    assignments__is_attention_check=False,
-                    assignments__participant__in=counted,
-                ),
-            )
-        )
-    )
-    by_method: dict[str, list[MatchSet]] = defaultdict(list)
-    for ms in match_sets:
-        by_method[ms.method].append(ms)
-    chosen: list[MatchSet] = []
-    for method in study.methods:
-        pool = by_method[method]
-        if len(pool) < study.questions_per_method:
-            raise StudyUnavailable(
-                f"This study is not set up correctly ({method} has fewer match sets than "
-                "questions per method). Please return it on Prolific."
-            )
-        # Least answered first; random among equals so that no match set is favoured.
-        pool.sort(key=lambda ms: (ms.answered_by, rng.random()))
-        chosen.extend(pool[: study.questions_per_method])
-    chosen_ids = {ms.pk for ms in chosen}
-    spare = [ms for ms in match_sets if ms.pk not in chosen_ids] or match_sets
-    return chosen, spare
+def _candidate_order(study: Study, rng: random.Random) -> list[int]:
+    ranks = list(range(1, study.k + 1))
+    if study.randomise_candidate_order:
+        rng.shuffle(ranks)
+    return ranks
 
 
 @transaction.atomic
@@ -244,13 +233,18 @@ def participant_start_questions(
     """Assign the participant's questions (balanced across match sets) in a random order."""
     rng = rng or random.SystemRandom()
     # Lock the study row first, then the participant: one deterministic lock order for all.
-    study = Study.objects.select_for_update().get(pk=participant.study_id)
+    study = _locked_study(participant.study_id)
     p = _locked(participant)
     if p.step != Participant.Step.INSTRUCTIONS:
         return p
     _page_submitted(p, Participant.Step.INSTRUCTIONS, timezone.now())
     if not p.assignments.exists():
-        chosen, spare = _balanced_choice(study, rng)
+        try:
+            chosen, spare = questions_choose(study, rng)
+        except DesignError as error:
+            raise StudyUnavailable(
+                f"This study is not set up correctly ({error}). Please return it on Prolific."
+            ) from error
         rng.shuffle(chosen)
         total = len(chosen) + study.attention_checks
         # Attention checks never come first, so that the participant has seen a question.
@@ -266,10 +260,18 @@ def participant_start_questions(
                         is_attention_check=True,
                         attention_rank=rng.randint(1, study.k),
                         attention_confidence=rng.choice([1, 2, 4, 5]),
+                        candidate_order=_candidate_order(study, rng),
                     )
                 )
             else:
-                rows.append(Assignment(participant=p, match_set=next(queue), position=position))
+                rows.append(
+                    Assignment(
+                        participant=p,
+                        match_set=next(queue),
+                        position=position,
+                        candidate_order=_candidate_order(study, rng),
+                    )
+                )
         Assignment.objects.bulk_create(rows)
     p.step = Participant.Step.QUESTIONS
     p.current_position = 1
@@ -441,7 +443,7 @@ def study_check_ready(*, study: Study) -> None:
 @transaction.atomic
 def study_set_status(*, study: Study, status: str) -> Study:
     """Open or close a study, stamping when."""
-    s = Study.objects.select_for_update().get(pk=study.pk)
+    s = _locked_study(study.pk)
     if status == s.status:
         return s
     if status == Study.Status.OPEN:
@@ -449,6 +451,10 @@ def study_set_status(*, study: Study, status: str) -> Study:
     s.status = status
     if status == Study.Status.OPEN:
         s.opened_at = timezone.now()
+        if not s.analysis_plan_sha256:
+            # Pre-registration: the plan in force at the first opening is the one reported.
+            s.analysis_plan_sha256 = plan_sha256(s.analysis_plan)
+            s.analysis_plan_frozen_at = s.opened_at
     elif status == Study.Status.CLOSED:
         s.closed_at = timezone.now()
     s.save()

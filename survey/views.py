@@ -165,7 +165,9 @@ def instructions(request: HttpRequest, participant: Participant) -> HttpResponse
 
 def _question_context(participant: Participant, assignment: Assignment, form: AnswerForm) -> dict:
     match_set = assignment.match_set
-    candidates = list(match_set.candidates.order_by("rank"))
+    k = participant.study.k
+    by_rank = {c.rank: c for c in match_set.candidates.all()}
+    candidates = [by_rank[rank] for rank in assignment.display_order(k)]
     following = (
         Assignment.objects.filter(participant=participant, position=assignment.position + 1)
         .select_related("match_set")
@@ -184,12 +186,17 @@ def _question_context(participant: Participant, assignment: Assignment, form: An
         assignment=assignment,
         match_set=match_set,
         candidates=[
-            {"rank": c.rank, "url": c.image.url, "checked": str(c.rank) in selected}
-            for c in candidates
+            {"rank": c.rank, "number": n, "url": c.image.url, "checked": str(c.rank) in selected}
+            for n, c in enumerate(candidates, start=1)
         ],
         confidence_value=str(form["confidence"].value() or ""),
         none_checked=bool(form["none_of_these"].value()),
         preload=preload,
+        attention_photo=(
+            assignment.photo_number(assignment.attention_rank, k)
+            if assignment.is_attention_check
+            else None
+        ),
         attention_label=(
             Confidence(assignment.attention_confidence).label
             if assignment.is_attention_check

@@ -1,5 +1,7 @@
 """Drive participants through the flow with the services (no HTTP)."""
 
+import random
+
 from survey import services
 from survey.models import Assignment, Participant, Study
 
@@ -13,11 +15,13 @@ def entered(study: Study, pid: str = "PID000001", session: str = "SESSION0001") 
     )
 
 
-def at_questions(study: Study, pid: str = "PID000001") -> Participant:
+def at_questions(
+    study: Study, pid: str = "PID000001", rng: random.Random | None = None
+) -> Participant:
     p = entered(study, pid=pid, session=f"S{pid}")
     p = services.participant_consent(participant=p, consent=True)
     p = services.participant_demographics_save(participant=p, gender="woman", age_group="30-39")
-    return services.participant_start_questions(participant=p)
+    return services.participant_start_questions(participant=p, rng=rng)
 
 
 def current(p: Participant) -> Assignment:

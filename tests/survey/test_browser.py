@@ -190,7 +190,8 @@ def test_participant_completes_the_study_with_reload_back_and_keyboard(page, con
             checks_seen += 1
             a = Assignment.objects.get(participant=participant, position=number)
             assert a.is_attention_check
-            assert told == (a.attention_rank, Confidence(a.attention_confidence).label)
+            photo = a.photo_number(a.attention_rank, study.k)
+            assert told == (photo, Confidence(a.attention_confidence).label)
 
         if number == 5:
             # Reload: the same question, the same token, the first served-at time kept.
@@ -219,7 +220,9 @@ def test_participant_completes_the_study_with_reload_back_and_keyboard(page, con
     assert participant.step == Participant.Step.DEBRIEF
     assert_one_response_per_question(participant, total)
     keyed = Response.objects.get(participant=participant, assignment__position=by_keyboard)
-    assert (keyed.selected_ranks, keyed.confidence) == ([1], 2)
+    # "Photo 1" is whichever candidate the participant was shown first (orders are random).
+    shown_first = keyed.assignment.display_order(study.k)[0]
+    assert (keyed.selected_ranks, keyed.confidence) == ([shown_first], 2)
     assert not Response.objects.filter(participant=participant, attention_passed=False).exists()
     for response in Response.objects.filter(participant=participant):
         assert response.served_at <= response.answered_at
@@ -339,7 +342,8 @@ def test_double_click_records_one_answer_and_a_second_tab_follows_the_current_qu
     assert "already answered question 2" in page.inner_text("main")
 
     first_answer.refresh_from_db()
-    assert first_answer.selected_ranks != late
+    order = first_answer.assignment.display_order(study.k)
+    assert first_answer.selected_ranks != [order[photo - 1] for photo in late]
     assert Response.objects.get(participant=participant, assignment__position=2) == first_answer
     assert_one_response_per_question(participant, 2)
 

@@ -208,7 +208,9 @@ def test_invalid_answers_are_refused(fields, needle):
 
 def test_two_failed_attention_checks_fail_the_participant_and_keep_data():
     study = study_with_match_sets(per_method=5)
-    p = at_questions(study)
+    p = at_questions(study, rng=random.Random(7))
+    last_check = p.assignments.filter(is_attention_check=True).order_by("position").last()
+    assert last_check.position < study.question_count  # seed 7 leaves questions after it
     while p.step == Participant.Step.QUESTIONS:
         p = answer_current(p, follow_checks=False).participant
     assert p.status == Participant.Status.FAILED_ATTENTION
@@ -256,3 +258,60 @@ def test_fast_answers_are_flagged_not_rejected():
     slow = answer_current(result.participant, now=slow_a.served_at + timedelta(seconds=9))
     assert not slow.response.is_fast
     assert slow.response.duration_seconds == pytest.approx(9)
+
+
+def test_candidate_order_is_drawn_once_per_question_and_kept():
+    study = study_with_match_sets(per_method=5)
+    p = at_questions(study)
+    orders = [a.candidate_order for a in p.assignments.order_by("position")]
+    assert all(sorted(order) == [1, 2, 3, 4, 5] for order in orders)
+    assert len({tuple(order) for order in orders}) > 1  # 22 draws of 120 orders differ
+    again = services.participant_start_questions(participant=p)
+    assert [a.candidate_order for a in again.assignments.order_by("position")] == orders
+
+
+def test_candidate_order_can_be_switched_off():
+    study = study_with_match_sets(per_method=5, randomise_candidate_order=False)
+    p = at_questions(study)
+    assert {tuple(a.display_order(study.k)) for a in p.assignments.all()} == {(1, 2, 3, 4, 5)}
+
+
+def test_a_participant_meets_each_identity_under_one_method_only():
+    # Every identity has a match set under each of the 4 methods (the paper's design).
+    from tests.factories import MatchSetFactory, StudyFactory
+
+    study = StudyFactory(questions_per_method=1, attention_checks=0)
+    for i in range(8):
+        for method in ["eigenfaces", "nbnet", "naive", "vec2face"]:
+            MatchSetFactory(study=study, method=method, target_identity=f"Person {i}")
+    for n in range(16):
+        p = at_questions(study, pid=f"PIDIDENT{n:03d}")
+        seen = list(p.assignments.values_list("match_set__target_identity", flat=True))
+        assert len(seen) == len(set(seen)) == 4
+    counts = Counter(
+        Assignment.objects.filter(participant__study=study).values_list("match_set", flat=True)
+    )
+    assert len(counts) == 32
+    assert max(counts.values()) - min(counts.values()) <= 1
+
+
+def test_analysis_plan_is_frozen_when_the_study_opens_and_changes_are_flagged():
+    study = study_with_match_sets(per_method=5, status="draft")
+    study.analysis_plan = {"alpha": 0.05, "primary": "any_correct", "planned_n": 200}
+    study.save()
+    opened = services.study_set_status(study=study, status="open")
+    assert len(opened.analysis_plan_sha256) == 64
+    assert opened.analysis_plan_frozen_at == opened.opened_at
+    assert not opened.analysis_plan_changed
+    opened.analysis_plan = {**opened.analysis_plan, "alpha": 0.1}
+    opened.save()
+    assert opened.analysis_plan_changed
+    closed = services.study_set_status(study=opened, status="closed")
+    reopened = services.study_set_status(study=closed, status="open")
+    assert reopened.analysis_plan_sha256 == opened.analysis_plan_sha256  # first freeze stands
+
+
+def test_opening_needs_enough_match_sets_for_every_method():
+    study = study_with_match_sets(per_method=4, status="draft")
+    with pytest.raises(services.FlowError, match="needs at least 5 match sets"):
+        services.study_set_status(study=study, status="open")
