@@ -37,7 +37,28 @@ def face_data() -> Path:
     return Path(root)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db-only",
+        action="store_true",
+        help="run only tests that use the database (the PostgreSQL pass of `make test`)",
+    )
+
+
+def uses_database(item: pytest.Item) -> bool:
+    """Whether a test touches the database (directly or through a fixture)."""
+    names = getattr(item, "fixturenames", ())
+    return bool(
+        item.get_closest_marker("django_db")
+        or {"db", "transactional_db", "django_db_setup"}.intersection(names)
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--db-only"):
+        kept = [item for item in items if uses_database(item)]
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
     is_postgres = connection.vendor == "postgresql"
     for item in items:
         if "postgres" in item.keywords and not is_postgres:
