@@ -47,14 +47,17 @@ class Figure:
     caption: str
 
 
+Block = Heading | Paragraph | Table | Figure
+
+
 @dataclass
 class Document:
     """An ordered list of blocks with a title."""
 
     title: str
-    blocks: list[Heading | Paragraph | Table | Figure] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
 
-    def add(self, block: Heading | Paragraph | Table | Figure) -> None:
+    def add(self, block: Block) -> None:
         """Append one block."""
         self.blocks.append(block)
 

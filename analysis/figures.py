@@ -24,6 +24,12 @@ FIG7_CAPTION = (
 )
 
 
+def _error_bars(centre: object, low: object, high: object) -> np.ndarray:
+    """Asymmetric error-bar lengths; rounding can leave a bound a hair past the estimate."""
+    centre, low, high = (np.asarray(v, dtype=float) for v in (centre, low, high))
+    return np.clip(np.vstack([centre - low, high - centre]), 0.0, None)
+
+
 def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     """Write PNG and SVG; return both paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -57,7 +63,7 @@ def plot_accuracy(
         row = accuracy[accuracy["method"] == method].iloc[0]
         ax.errorbar(
             x, row["gee_estimate"],
-            yerr=[[row["gee_estimate"] - row["gee_low"]], [row["gee_high"] - row["gee_estimate"]]],
+            yerr=_error_bars([row["gee_estimate"]], [row["gee_low"]], [row["gee_high"]]),
             fmt="o", color="black", capsize=5, markersize=6, zorder=5,
         )  # fmt: skip
         ax.hlines(row["matched_chance"], x - 0.3, x + 0.3, colors="tab:red", linestyles=":")
@@ -106,7 +112,7 @@ def plot_calibration(calibration: pd.DataFrame, out_dir: Path) -> list[Path]:
         offset = (i - 2) * 0.06
         ax.errorbar(
             sub["confidence"] + offset, sub["accuracy"],
-            yerr=[sub["accuracy"] - sub["wilson_low"], sub["wilson_high"] - sub["accuracy"]],
+            yerr=_error_bars(sub["accuracy"], sub["wilson_low"], sub["wilson_high"]),
             marker="o", capsize=3, label=method,
             color="black" if method == "all" else None,
         )  # fmt: skip
@@ -125,8 +131,7 @@ def plot_forest(contrasts: pd.DataFrame, out_dir: Path) -> list[Path]:
     y = np.arange(len(contrasts))[::-1]
     ax.errorbar(
         contrasts["odds_ratio"], y,
-        xerr=[contrasts["odds_ratio"] - contrasts["or_low"],
-              contrasts["or_high"] - contrasts["odds_ratio"]],
+        xerr=_error_bars(contrasts["odds_ratio"], contrasts["or_low"], contrasts["or_high"]),
         fmt="s", color="black", capsize=3,
     )  # fmt: skip
     ax.axvline(1.0, color="0.5", linestyle="--")

@@ -17,6 +17,7 @@ t distribution. ``simulated_power`` checks the analytic answer with whole simula
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -85,6 +86,13 @@ def participant_mean_sd(
     return float(np.sqrt(var_between + var_within))
 
 
+def _root(gap: Callable[[float], float], low: float, high: float) -> float:
+    """Where ``gap`` crosses zero in [low, high]; NaN when it does not (too few participants)."""
+    if gap(low) * gap(high) > 0:
+        return float("nan")
+    return float(optimize.brentq(gap, low, high))
+
+
 def power(
     n_participants: int,
     questions_per_method: int = 5,
@@ -105,7 +113,7 @@ def power(
         sd = participant_mean_sd(p, q, participant_sd, identity_sd)
         return (p - chance) / sd - d_chance
 
-    min_acc = float(optimize.brentq(gap_chance, chance + 1e-6, 0.999))
+    min_acc = _root(gap_chance, chance + 1e-6, 0.999)
 
     d_pair = required_d_z(n_participants, alpha / n_comparisons, target_power, two_sided=True)
     m_base = _person_moments(comparison_baseline, participant_sd, identity_sd)
@@ -117,7 +125,7 @@ def power(
         var += float(QUAD_WEIGHTS @ (m * (1 - m)) + QUAD_WEIGHTS @ (m_base * (1 - m_base))) / q
         return (p - comparison_baseline) / np.sqrt(var) - d_pair
 
-    min_pair = float(optimize.brentq(gap_pair, comparison_baseline + 1e-6, 0.999))
+    min_pair = _root(gap_pair, comparison_baseline + 1e-6, 0.999)
     return PowerResult(
         n_participants=n_participants,
         questions_per_method=q,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,21 @@ def analyse(df: pd.DataFrame, config: AnalysisConfig) -> dict[str, Any]:
     return result
 
 
-def build_report(df: pd.DataFrame, config: AnalysisConfig, out_dir: Path) -> dict[str, Any]:
-    """Run every analysis on the long export and write the report folder; return the summary."""
+def build_report(
+    df: pd.DataFrame,
+    config: AnalysisConfig,
+    out_dir: Path,
+    *,
+    preface: Sequence[doc.Block] = (),
+    appendix: Sequence[doc.Block] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run every analysis on the long export and write the report folder; return the summary.
+
+    ``preface`` blocks open the report (e.g. the pre-registration status), ``appendix``
+    blocks close it, and ``extra`` entries join the summary; they come from callers that
+    know the study (``analysis.services``).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = add_outcomes(df)
@@ -168,6 +182,7 @@ def build_report(df: pd.DataFrame, config: AnalysisConfig, out_dir: Path) -> dic
     ]
     long.to_csv(out_dir / "responses_long.csv", index=False)
 
+    summary.update(extra or {})
     plain = _jsonable(summary)
     (out_dir / "summary.json").write_text(
         json.dumps(plain, indent=2, allow_nan=False), encoding="utf-8"
@@ -175,7 +190,9 @@ def build_report(df: pd.DataFrame, config: AnalysisConfig, out_dir: Path) -> dic
     (out_dir / "config.json").write_text(
         json.dumps(_jsonable(config.as_dict()), indent=2), encoding="utf-8"
     )
-    document = _document(summary, main, figure_blocks, config)
+    document = _document(summary, main, figure_blocks, config, preface)
+    for block in appendix:
+        document.add(block)
     (out_dir / "report.md").write_text(doc.to_markdown(document, out_dir), encoding="utf-8")
     (out_dir / "report.html").write_text(doc.to_html(document), encoding="utf-8")
     return plain
@@ -205,9 +222,12 @@ def _document(
     main: dict[str, Any],
     figs: dict[str, doc.Figure],
     config: AnalysisConfig,
+    preface: Sequence[doc.Block] = (),
 ) -> doc.Document:
     """Assemble the report's blocks."""
     d = doc.Document(title=f"Visual matching study report: {', '.join(summary['study'])}")
+    for block in preface:
+        d.add(block)
     d.add(doc.Heading("Exclusions"))
     d.add(
         doc.Paragraph(
@@ -301,13 +321,17 @@ def _document(
         d.add(doc.Table(summary["sensitivity"]["accuracy"], "Accuracy without exclusions."))
 
     pw = summary["power_at_this_n"]
+
+    def pp(value: float) -> str:
+        return "no" if math.isnan(value) else f"{value:.1f} pp"
+
     d.add(doc.Heading("Power at this sample size"))
     d.add(
         doc.Paragraph(
             f"With {pw['n_participants']} participants and {pw['questions_per_method']} questions "
             f"per method, a one-sided test at alpha = {pw['alpha']} detects, with power "
-            f"{pw['power']:.0%}, accuracy {pw['min_pp_above_chance']:.1f} pp above chance, and a "
-            f"{pw['min_pp_between_methods']:.1f} pp difference between two methods (around "
+            f"{pw['power']:.0%}, accuracy {pp(pw['min_pp_above_chance'])} above chance, and "
+            f"{pp(pw['min_pp_between_methods'])} difference between two methods (around "
             f"{pw['comparison_baseline']:.0%}, Bonferroni over 6 pairs). Analytic; assumes "
             "participant SD 0.8 and identity SD 0.5 on the logit scale."
         )

@@ -187,10 +187,14 @@ class StudyAdmin(admin.ModelAdmin):
             return "—"
         csv_url = reverse("api-responses-csv", kwargs={"slug": obj.slug})
         return format_html(
-            '{} · {} · <a href="{}">Download responses (CSV)</a>',
+            (
+                '{} · {} · <a href="{}">Download responses (CSV)</a>'
+                ' · <a href="{}">Analysis report</a>'
+            ),
             _changelist_link(MatchSet, "Match sets", study__id__exact=obj.pk),
             _changelist_link(Participant, "Participants", study__id__exact=obj.pk),
             csv_url,
+            reverse("admin:analysis_study_report", args=[obj.slug]),
         )
 
     @admin.display(description="study URL")

@@ -1,0 +1,114 @@
+"""`manage.py analyze_study SLUG`: write a study's report and print its headline numbers."""
+
+import argparse
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from analysis.services import AnalysisError, study_analyze
+from survey.models import Study
+
+
+def study_by_slug(slug: str) -> Study:
+    """The study with this slug, or a CommandError listing the known slugs."""
+    study = Study.objects.filter(slug=slug).first()
+    if study is None:
+        known = ", ".join(Study.objects.order_by("slug").values_list("slug", flat=True)) or "none"
+        raise CommandError(f"No study with slug '{slug}'. Known studies: {known}.")
+    return study
+
+
+def _pct(value: float | None) -> str:
+    return "  n/a" if value is None else f"{100 * value:5.1f}%"
+
+
+class Command(BaseCommand):
+    help = (
+        "Analyse a study's responses under its pre-registered analysis plan: writes report.md, "
+        "report.html, figures, responses_long.csv, summary.json and config.json, records an "
+        "AnalysisRun, and prints the headline numbers."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("slug", help="the study's slug")
+        parser.add_argument(
+            "--out",
+            metavar="DIR",
+            type=Path,
+            help="report folder (default: var/reports/<slug>-<timestamp>/)",
+        )
+        parser.add_argument(
+            "--sensitivity",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="also report everyone included, without exclusions (default: the plan's "
+            "setting, which defaults to on)",
+        )
+        parser.add_argument(
+            "--resamples",
+            type=int,
+            metavar="N",
+            help="bootstrap resamples (default: the plan's n_resamples, else 1999)",
+        )
+
+    def handle(self, *args: object, **options: object) -> None:
+        study = study_by_slug(options["slug"])
+        overrides = {
+            key: options[option]
+            for key, option in (("sensitivity", "sensitivity"), ("n_resamples", "resamples"))
+            if options[option] is not None
+        }
+        try:
+            run = study_analyze(study=study, out_dir=options["out"], overrides=overrides)
+        except AnalysisError as error:
+            raise CommandError(str(error)) from error
+        top = run.summary
+        pre = top["preregistration"]
+        write = self.stdout.write
+        write(f"Report for '{study.slug}' in {run.duration_s:.1f} s: {run.folder / 'report.html'}")
+        write(f"  (also report.md, summary.json, figures/ in {run.folder})")
+        if pre["frozen_plan_sha256"] is None:
+            write(self.style.WARNING("Plan: not pre-registered (the study never opened)."))
+        elif pre["deviates"]:
+            write(
+                self.style.ERROR(
+                    f"Plan: DEVIATION — frozen {pre['frozen_plan_sha256'][:12]}…, "
+                    f"used {pre['plan_sha256'][:12]}…"
+                )
+            )
+        else:
+            write(f"Plan: frozen {pre['frozen_plan_sha256'][:12]}…, no deviation.")
+        if pre["unknown_keys"]:
+            write(self.style.WARNING(f"Unknown plan keys (ignored): {pre['unknown_keys']}"))
+        write(
+            f"Participants: {top['n_participants_export']} in the export, "
+            f"{top['n_participants_analysed']} analysed; "
+            f"responses: {top['n_responses_export']} → {top['n_responses_analysed']}."
+        )
+        write("Exclusions (participants / responses removed, in order):")
+        for step in top["exclusions"]:
+            write(
+                f"  {step['rule']:<18} {step['participants_removed']:>5} "
+                f"/ {step['responses_removed']:>6}"
+            )
+        write(f"Accuracy (≥ 1 true match; chance 1/K = {_pct(top['flat_chance']).strip()}):")
+        level = f"{run.config['confidence_level']:.0%} CI"
+        write(
+            f"  {'method':<12} {'acc':>6}  {level + ' (GEE)':<18} {level + ' (bootstrap)':<18} "
+            f"{'matched':>7} {'p > chance':>10}  n"
+        )
+        for row in top["accuracy"]:
+            p = row["p_above_chance"]
+            gee = f"[{_pct(row['gee_low'])}, {_pct(row['gee_high'])}]"
+            boot = f"[{_pct(row['bootstrap_low'])}, {_pct(row['bootstrap_high'])}]"
+            write(
+                f"  {row['method']:<12} {_pct(row['accuracy'])}  {gee:<18} {boot:<18} "
+                f"{_pct(row['matched_chance']):>7} {'n/a' if p is None else f'{p:.2g}':>10}  "
+                f"{row['n_responses']} ({row['n_participants']} participants)"
+            )
+        omnibus = top.get("omnibus")
+        if omnibus:
+            write(
+                f"Methods differ (GEE Wald): χ²({omnibus['df']}) = {omnibus['chi2']:.2f}, "
+                f"p = {omnibus['p']:.3g}"
+            )
