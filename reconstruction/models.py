@@ -166,3 +166,108 @@ class Embedding(models.Model):
     def is_stale(self) -> bool:
         """The source photo changed since this vector was computed."""
         return self.source_sha256 != self.image.sha256
+
+
+def artifact_upload_to(instance: "ReconstructorArtifact", filename: str) -> str:
+    """Artifacts are named by method, kind and the file's own SHA-256."""
+    return f"artifacts/{instance.method}/{instance.kind}-{instance.sha256[:16]}-{filename}"
+
+
+class ReconstructorArtifact(models.Model):
+    """A fitted file an FVR method needs: an Eigenfaces basis (Dec + mean face) or the
+    trained weights of a parametric reconstructor, with where it came from."""
+
+    class Kind(models.TextChoices):
+        EIGENBASIS = "eigenbasis", "Eigenfaces basis (Dec and mean face)"
+        WEIGHTS = "weights", "Trained reconstructor weights"
+
+    method = models.CharField(max_length=32, help_text="FVR method that uses it, e.g. eigenfaces.")
+    kind = models.CharField(max_length=16, choices=Kind)
+    dataset = models.ForeignKey(
+        FaceDataset, on_delete=models.PROTECT, related_name="reconstructor_artifacts"
+    )
+    split = models.CharField(max_length=8, choices=Split, default=Split.TRAIN)
+    n_images = models.PositiveIntegerField(help_text="Aligned faces it was fitted on.")
+    fitting = models.CharField(max_length=32, help_text="e.g. pca, autoencoder, adam.")
+    recognizer = models.CharField(max_length=64, blank=True, help_text="F, when it used one.")
+    recognizer_sha256 = models.CharField(max_length=64, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    seed = models.BigIntegerField(default=0)
+    device = models.CharField(max_length=32, blank=True)
+    metrics = models.JSONField(default=dict, blank=True, help_text="Losses, components, timings.")
+    file = models.FileField(upload_to=artifact_upload_to, max_length=500)
+    sha256 = models.CharField("file SHA-256", max_length=64)
+    seconds = models.FloatField(default=0.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["method", "kind", "sha256"], name="artifact_unique"),
+            models.CheckConstraint(
+                condition=Q(kind__in=["eigenbasis", "weights"]), name="artifact_kind_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.kind} #{self.pk} ({self.dataset_id}/{self.split})"
+
+
+def reconstruction_upload_to(instance: "Reconstruction", filename: str) -> str:
+    return f"reconstructions/{instance.method}/{instance.recognizer}/{filename}"
+
+
+class Reconstruction(models.Model):
+    """One reconstructed face x̃ from F's vector of a target image, with its provenance.
+
+    ``config_hash`` covers the method config, the artifact's and F's weights SHA-256, so
+    the unique constraint makes re-running a reconstruction idempotent."""
+
+    target = models.ForeignKey(FaceImage, on_delete=models.CASCADE, related_name="reconstructions")
+    method = models.CharField(max_length=32)
+    recognizer = models.CharField(max_length=64, help_text="F, whose vector was inverted.")
+    recognizer_sha256 = models.CharField(max_length=64)
+    artifact = models.ForeignKey(
+        ReconstructorArtifact,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reconstructions",
+    )
+    config = models.JSONField(default=dict)
+    config_hash = models.CharField(max_length=64)
+    seed = models.BigIntegerField()
+    device = models.CharField(max_length=32)
+    cosine = models.FloatField(help_text="cos(F(stored image), target vector).")
+    queries = models.PositiveBigIntegerField(help_text="Images sent through F.")
+    seconds = models.FloatField(help_text="Wall time of the run.")
+    forward_seconds = models.FloatField(help_text="Of which in F's forward pass.")
+    details = models.JSONField(default=dict, blank=True)
+    image = models.ImageField("aligned 112×112", upload_to=reconstruction_upload_to)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["target", "method", "recognizer", "config_hash", "seed"],
+                name="reconstruction_unique_run",
+            ),
+            models.CheckConstraint(
+                condition=Q(cosine__gte=-1.001) & Q(cosine__lte=1.001),
+                name="reconstruction_cosine_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(seconds__gte=0) & Q(forward_seconds__gte=0),
+                name="reconstruction_times_nonnegative",
+            ),
+        ]
+        indexes = [models.Index(fields=["method", "recognizer"])]
+
+    def __str__(self) -> str:
+        return f"{self.method}/{self.recognizer}:{self.target_id}"
+
+    @property
+    def forward_share(self) -> float:
+        """Share of the wall time spent in F's forward pass."""
+        return self.forward_seconds / self.seconds if self.seconds > 0 else 0.0

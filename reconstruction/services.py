@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from PIL import Image
 
@@ -23,7 +25,15 @@ from reconstruction.datasets import (
     splits_assign,
     splits_parse,
 )
-from reconstruction.models import FaceDataset, FaceImage, Identity, Split, aligned_upload_to
+from reconstruction.models import (
+    FaceDataset,
+    FaceImage,
+    Identity,
+    Reconstruction,
+    ReconstructorArtifact,
+    Split,
+    aligned_upload_to,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -324,5 +334,276 @@ def dataset_import(
     dataset.imported_at = timezone.now()
     dataset.save(update_fields=["fingerprint", "imported_at"])
     summary.stage_ms = dict(stage_ms)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+# --- FVR methods: eigenbasis fitting and reconstructions -------------------------------------
+# Torch is imported inside these functions: the survey imports nothing from here, and
+# importing this module must stay cheap for `migrate` and the import command.
+
+
+def _aligned_pixels(images: list[FaceImage]) -> Any:
+    """The stored aligned 112×112 crops as one uint8 array (N, 112, 112, 3)."""
+    import numpy as np
+
+    out = []
+    for image in images:
+        with image.aligned.open("rb") as handle:
+            out.append(alignment.decode_rgb(handle.read()))
+    return np.stack(out)
+
+
+def _config_hash(config: dict, **provenance: str) -> str:
+    text = json.dumps({"config": config, **provenance}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def eigenbasis_train(
+    *,
+    dataset: str,
+    split: str = Split.TRAIN,
+    method: str = "autoencoder",
+    preset: str = "paper",
+    components: int | None = None,
+    epochs: int | None = None,
+    limit_images: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> ReconstructorArtifact:
+    """Fit the Eigenfaces decoder and mean face on a split's aligned faces; store the file.
+
+    Idempotent: the same fitted file (same SHA-256) returns the existing row.
+    """
+    from dataclasses import asdict, replace
+
+    from reconstruction.eigenbasis import EigenBasisConfig, fit_eigenbasis
+
+    source = FaceDataset.objects.get(name=dataset)
+    rows = list(
+        FaceImage.objects.ok()
+        .filter(dataset=source, identity__split=split)
+        .order_by("identity__name", "relative_path")[:limit_images]
+    )
+    if len(rows) < 2:
+        raise ValueError(
+            f"dataset {dataset!r} has {len(rows)} aligned faces in split {split!r}; "
+            "an eigenbasis needs at least two"
+        )
+    config = EigenBasisConfig.tiny(method) if preset == "tiny" else EigenBasisConfig(method)
+    if components is not None:
+        config = replace(config, components=components)
+    if epochs is not None:
+        config = replace(config, epochs=epochs)
+    started = time.perf_counter()
+    basis = fit_eigenbasis(
+        _aligned_pixels(rows), config=config, seed=seed, device=device, progress=progress
+    )
+    basis.meta.update(dataset=source.name, dataset_fingerprint=source.fingerprint, split=str(split))
+    data = basis.to_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    existing = ReconstructorArtifact.objects.filter(
+        method="eigenfaces", kind=ReconstructorArtifact.Kind.EIGENBASIS, sha256=digest
+    ).first()
+    if existing is not None:
+        return existing
+    artifact = ReconstructorArtifact(
+        method="eigenfaces",
+        kind=ReconstructorArtifact.Kind.EIGENBASIS,
+        dataset=source,
+        split=split,
+        n_images=len(rows),
+        fitting=config.method,
+        config=asdict(config),
+        seed=seed,
+        device=device,
+        metrics={
+            "components": basis.components,
+            "data_components": basis.data_components,
+            "losses": basis.meta.get("losses", []),
+            "dataset_fingerprint": source.fingerprint,
+        },
+        sha256=digest,
+        seconds=time.perf_counter() - started,
+    )
+    artifact.file.save("basis.pt", ContentFile(data), save=False)
+    try:
+        with transaction.atomic():
+            artifact.save()
+    except BaseException:
+        _delete_files([artifact.file.name])
+        raise
+    return artifact
+
+
+@dataclass
+class ReconstructSummary:
+    """What `reconstruct_targets` did."""
+
+    targets: int = 0
+    created: int = 0
+    skipped: int = 0
+    cosines: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _load_artifact(artifact: ReconstructorArtifact | None, device: str) -> Any:
+    if artifact is None:
+        return None
+    from reconstruction.eigenbasis import EigenBasis
+
+    with artifact.file.open("rb") as handle:
+        data = handle.read()
+    if hashlib.sha256(data).hexdigest() != artifact.sha256:
+        raise ValueError(f"artifact #{artifact.pk}: file does not match its SHA-256")
+    if artifact.kind == ReconstructorArtifact.Kind.EIGENBASIS:
+        return EigenBasis.from_bytes(data, device=device)
+    return data
+
+
+def reconstruction_create(
+    *,
+    target: FaceImage,
+    method: str,
+    recognizer: str,
+    config: Any,
+    seed: int,
+    device: str = "cpu",
+    artifact: ReconstructorArtifact | None = None,
+    loaded_artifact: Any = None,
+    checkpoint_dir: Path | None = None,
+    progress: bool = True,
+) -> tuple[Reconstruction, bool]:
+    """Reconstruct one target image from F's vector of it; idempotent per
+    (target, method, F, config hash, seed). Returns (row, created)."""
+    from dataclasses import asdict
+
+    from reconstruction.methods import get_method
+    from reconstruction.recognizers import get_recognizer
+
+    entry = get_method(method)
+    engine = get_recognizer(recognizer)
+    config_dict = asdict(config)
+    config_hash = _config_hash(
+        config_dict,
+        artifact_sha256=artifact.sha256 if artifact else "",
+        recognizer_sha256=engine.weights_sha256,
+    )
+    lookup = {
+        "target": target,
+        "method": method,
+        "recognizer": recognizer,
+        "config_hash": config_hash,
+        "seed": seed,
+    }
+    existing = Reconstruction.objects.filter(**lookup).first()
+    if existing is not None:
+        return existing, False
+    if loaded_artifact is None:
+        loaded_artifact = _load_artifact(artifact, device)
+    vector = engine.embed(_aligned_pixels([target]), device=device)[0]  # (D,)
+    checkpoint = None
+    if checkpoint_dir is not None:
+        checkpoint = Path(checkpoint_dir) / f"{method}-{config_hash[:16]}-{target.pk}-{seed}.pt"
+    result = entry.run(
+        target=vector,
+        recognizer=engine,
+        artifact=loaded_artifact,
+        config=config,
+        seed=seed,
+        device=device,
+        progress=progress,
+        checkpoint=checkpoint,
+    )
+    row = Reconstruction(
+        **lookup,
+        recognizer_sha256=engine.weights_sha256,
+        artifact=artifact,
+        config=config_dict,
+        device=device,
+        cosine=result.cosine,
+        queries=result.queries,
+        seconds=result.seconds,
+        forward_seconds=result.forward_seconds,
+        details=result.details,
+    )
+    name = f"{target.pk}-{config_hash[:12]}-s{seed}.png"
+    row.image.save(name, ContentFile(_png(result.image)), save=False)
+    try:
+        with transaction.atomic():
+            row.save()
+    except IntegrityError:
+        # Another worker finished the same reconstruction first: keep theirs.
+        _delete_files([row.image.name])
+        return Reconstruction.objects.get(**lookup), False
+    except BaseException:
+        _delete_files([row.image.name])
+        raise
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    return row, True
+
+
+def reconstruct_targets(
+    *,
+    dataset: str,
+    method: str,
+    recognizer: str,
+    targets: int | None = None,
+    preset: str = "paper",
+    seed: int = 0,
+    device: str = "cpu",
+    artifact_id: int | None = None,
+    checkpoint_dir: Path | None = None,
+    progress: bool = True,
+) -> ReconstructSummary:
+    """Reconstruct the first image of each target-split identity (by name), skipping done ones."""
+    from tqdm import tqdm
+
+    from reconstruction.methods import config_from_preset, get_method
+
+    started = time.perf_counter()
+    source = FaceDataset.objects.get(name=dataset)
+    config = config_from_preset(get_method(method).config, preset)
+    artifacts = ReconstructorArtifact.objects.filter(method=method)
+    if artifact_id is not None:
+        artifact = artifacts.get(pk=artifact_id)
+    else:
+        artifact = artifacts.filter(dataset=source).first() or artifacts.first()
+        if artifact is None:
+            raise ReconstructorArtifact.DoesNotExist(
+                f"no {method} artifact: run train_eigenbasis (or train_reconstructor) first"
+            )
+    first_images = (
+        FaceImage.objects.ok()
+        .filter(dataset=source, identity__split=Split.TARGET)
+        .order_by("identity__name", "relative_path")
+    )
+    chosen: dict[int, FaceImage] = {}
+    for image in first_images:
+        chosen.setdefault(image.identity_id, image)
+        if targets is not None and len(chosen) >= targets:
+            break
+    summary = ReconstructSummary(targets=len(chosen))
+    loaded = None
+    for image in tqdm(chosen.values(), desc=f"{method} targets", disable=not progress):
+        if loaded is None:
+            loaded = _load_artifact(artifact, device)
+        row, created = reconstruction_create(
+            target=image,
+            method=method,
+            recognizer=recognizer,
+            config=config,
+            seed=seed,
+            device=device,
+            artifact=artifact,
+            loaded_artifact=loaded,
+            checkpoint_dir=checkpoint_dir,
+            progress=progress,
+        )
+        summary.created += created
+        summary.skipped += not created
+        summary.cosines.append(row.cosine)
     summary.seconds = time.perf_counter() - started
     return summary

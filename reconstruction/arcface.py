@@ -1,0 +1,234 @@
+"""ArcFace training for the torch face backbones (``arcface-r50``, ``arcface-effnet``).
+
+Paper: J. Deng, J. Guo, N. Xue, S. Zafeiriou, "ArcFace: Additive Angular Margin Loss for Deep
+Face Recognition", CVPR 2019. The loss and the defaults follow insightface
+``recognition/arcface_torch`` (``losses.py`` ``ArcFace``, ``configs/ms1mv3_r50.py``): scale
+s = 64, additive angular margin m = 0.5 with the "hard margin" fallback cos θ − m·sin m once
+θ + m > π; SGD lr 0.1, momentum 0.9, weight decay 5e-4, batch 128 per GPU, 20 epochs,
+polynomial (power 2) learning-rate decay, random horizontal flips. The study's extractors
+were trained this way on MS1M; no weights ship with this project — train them here or load
+a user ``.pth`` (``load_backbone``).
+
+Several GPUs: run under ``torchrun --nproc_per_node=K``. When ``WORLD_SIZE`` is set the
+process group is initialised (NCCL on CUDA, else Gloo), each rank uses ``cuda:LOCAL_RANK``,
+takes its share of every global batch (``batch_size`` is per process, as in insightface) and
+the model is wrapped in DistributedDataParallel; only rank 0 writes checkpoints. Without
+``WORLD_SIZE`` nothing distributed is touched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from reconstruction.methods.training import (
+    DeviceLike,
+    TrainResult,
+    batch_indices,
+    config_dict,
+    prepare_images,
+    resolve_device,
+    run_training,
+    total_steps_for,
+    world_info,
+)
+from reconstruction.networks.efficientnet import efficientnet_b0_face
+from reconstruction.networks.iresnet import iresnet50, load_state_dict_file
+
+__all__ = [
+    "BACKBONES",
+    "ArcFaceHead",
+    "ExtractorConfig",
+    "arcface_logits",
+    "build_backbone",
+    "load_backbone",
+    "train_extractor",
+]
+
+BACKBONES: dict[str, Callable[[], nn.Module]] = {
+    "arcface-r50": iresnet50,
+    "arcface-effnet": efficientnet_b0_face,
+}
+
+
+def build_backbone(name: str) -> nn.Module:
+    """An untrained backbone by recognizer name."""
+    if name not in BACKBONES:
+        raise KeyError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
+    return BACKBONES[name]()
+
+
+def load_backbone(name: str, path: str | Path, device: DeviceLike = "cpu") -> nn.Module:
+    """Backbone ``name`` with the user's state dict at ``path`` (strict), in eval mode."""
+    model = load_state_dict_file(build_backbone(name), path)
+    return model.to(resolve_device(device)).eval()
+
+
+def arcface_logits(cosine: Tensor, labels: Tensor, *, s: float = 64.0, m: float = 0.5) -> Tensor:
+    """Scaled logits s·cos θ_j, with the true class's cos θ_y replaced by cos(θ_y + m).
+
+    As insightface: where θ_y + m > π (cos θ_y ≤ cos(π − m)) the target logit is
+    cos θ_y − m·sin(π − m) instead, which keeps it decreasing in θ_y.
+    """
+    cos_y = cosine.gather(1, labels[:, None]).clamp(-1 + 1e-7, 1 - 1e-7)  # (B, 1)
+    sin_y = torch.sqrt(1 - cos_y * cos_y)
+    with_margin = cos_y * math.cos(m) - sin_y * math.sin(m)  # cos(θ + m)
+    fallback = cos_y - math.sin(math.pi - m) * m
+    target = torch.where(cos_y > math.cos(math.pi - m), with_margin, fallback)
+    logits = cosine.scatter(1, labels[:, None], target)  # (B, C)
+    return logits * s
+
+
+class ArcFaceHead(nn.Module):
+    """Class centres W (C, D) and the ArcFace loss on (B, D) embeddings."""
+
+    def __init__(
+        self, embedding_dim: int, num_classes: int, *, s: float = 64.0, m: float = 0.5
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.normal(0, 0.01, (num_classes, embedding_dim)))
+        self.s = s
+        self.m = m
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        cosine = F.normalize(embeddings, dim=1) @ F.normalize(self.weight, dim=1).T  # (B, C)
+        return F.cross_entropy(arcface_logits(cosine, labels, s=self.s, m=self.m), labels)
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    """ArcFace training; defaults are insightface arcface_torch's (ms1mv3_r50)."""
+
+    s: float = 64.0
+    m: float = 0.5
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 128  # per process
+    epochs: float = 20
+    poly_power: float = 2.0
+    flip: bool = True
+    input_size: int = 112
+
+    @classmethod
+    def tiny(cls) -> ExtractorConfig:
+        """A few steps of 8 on 16×16 crops (use with a tiny backbone)."""
+        return cls(batch_size=8, epochs=2, input_size=16, lr=0.01)
+
+
+class _Trainable(nn.Module):
+    def __init__(self, backbone: nn.Module, head: ArcFaceHead) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, images: Tensor, labels: Tensor) -> Tensor:
+        return self.head(self.backbone(images), labels)
+
+
+def train_extractor(
+    backbone: nn.Module | str,
+    images: Tensor,
+    labels: Tensor,
+    config: ExtractorConfig | None = None,
+    *,
+    seed: int,
+    device: DeviceLike = "cpu",
+    checkpoint_dir: str | Path | None = None,
+    progress: bool = False,
+    max_steps: int | None = None,
+) -> TrainResult:
+    """Train a backbone with the ArcFace loss on (N, 3, H, W) images in [-1, 1] and (N,)
+    integer identity labels; returns the backbone (eval mode) and the head in ``extras``."""
+    config = config or ExtractorConfig()
+    name = backbone if isinstance(backbone, str) else type(backbone).__name__
+    model = build_backbone(backbone) if isinstance(backbone, str) else backbone
+    rank, local_rank, world = world_info()
+    if world > 1:
+        import torch.distributed as dist
+
+        if torch.cuda.is_available():
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    device = resolve_device(device)
+    images = prepare_images(images, config.input_size)
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    classes = int(labels.max()) + 1
+    torch.manual_seed(seed)
+    head = ArcFaceHead(model.num_features, classes, s=config.s, m=config.m)
+    trainable = _Trainable(model, head).to(device)
+    wrapped: nn.Module = trainable
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(
+            trainable, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    params = [p for p in trainable.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    n = len(images)
+    global_batch = config.batch_size * world
+    total = total_steps_for(config.epochs, n, global_batch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: max(0.0, 1 - step / total) ** config.poly_power
+    )
+
+    def step_fn(step: int) -> dict[str, float]:
+        idx = batch_indices(n, global_batch, seed, step)[rank::world]
+        x = images[idx].to(device)  # (B, 3, 112, 112)
+        if config.flip:
+            flip = torch.rand(len(x), device=device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        loss = wrapped(x, labels[idx].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        return {"arcface": loss.item()}
+
+    meta = {
+        "method": f"arcface:{name}",
+        "config": config_dict(config),
+        "seed": seed,
+        "data": [n, classes, world],
+    }
+    start, end, history, ckpt, wall = run_training(
+        modules={"model": trainable},
+        optimizers={"model": optimizer},
+        schedulers={"model": scheduler},
+        step_fn=step_fn,
+        total_steps=total,
+        seed=seed + rank,
+        run_meta=meta,
+        checkpoint_dir=checkpoint_dir,
+        max_steps=max_steps,
+        progress=progress,
+        description=f"arcface {name}",
+        is_main_process=rank == 0,
+    )
+    return TrainResult(
+        model=model.eval(),
+        method=f"arcface:{name}",
+        config=config,
+        seed=seed,
+        device=str(device),
+        steps=end,
+        total_steps=total,
+        start_step=start,
+        history=history,
+        wall_s=wall,
+        checkpoint_path=ckpt,
+        extras={"head": head},
+    )

@@ -1,0 +1,389 @@
+"""Vec2Face (Duong et al., CVPR 2020) without the bijection loss, as in the study.
+
+The generator G maps F's normalised vector v to a face; the loss is WGAN-GP adversarial +
+λ_pix·L1(G(v), x) + λ_id·(1 − cos(F(G(v)), v)). The study (Wenger et al. 2022, § IV) built
+it on the official Progressive GAN code and dropped the bijection loss (weight 0.01 in Vec2Face).
+
+Defaults: networks and optimiser from the official PGGAN (``config.py``/``train.py``):
+Adam lr 1e-3, β (0, 0.99), ε 1e-8 for both networks, one critic step per generator step,
+gradient penalty λ 10 (WGAN-GP, Gulrajani et al. 2017), drift ε_drift 1e-3, minibatch-stddev
+group 4, batch 16 (PGGAN's mini-batch at 128×128), and the study's 15,000,000 training
+images shown. λ_pix = λ_id = 10 are this implementation's choice: neither the study nor
+Vec2Face's paper gives values usable here.
+
+Departures, stated: progressive growing is replaced by training at the final resolution
+(128×128, resized to 112×112) with the grown networks' layers (``networks/vec2face.py``);
+PGGAN's generator moving average is not kept. When F is not differentiable (``dlib-resnet``)
+the identity loss uses a student network trained to mimic F, as DiBiGAN/Vec2Face do for
+black-box F: insightface's iresnet18 (stages [2, 2, 2, 2]) with a D-dimensional head,
+trained by ``train_student`` with Adam (lr 1e-3) on 1 − cos(student(x), F(x)) over the
+reconstructor's training faces (a choice; the original's student is not published).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from reconstruction.methods.training import (
+    DeviceLike,
+    SignedRangeEmbedder,
+    TrainResult,
+    batch_indices,
+    config_dict,
+    config_from_dict,
+    generate_images,
+    load_model_file,
+    prepare_images,
+    prepare_vectors,
+    resolve_device,
+    run_training,
+    save_model_file,
+    total_steps_for,
+)
+from reconstruction.networks.iresnet import IResNet
+from reconstruction.networks.vec2face import Vec2FaceCritic, Vec2FaceGenerator
+
+__all__ = [
+    "StudentConfig",
+    "StudentEmbedder",
+    "Vec2FaceConfig",
+    "build",
+    "gradient_penalty",
+    "identity_network",
+    "load_model",
+    "reconstruct",
+    "save_model",
+    "train",
+    "train_student",
+]
+
+METHOD = "vec2face"
+
+
+@dataclass(frozen=True)
+class Vec2FaceConfig:
+    """Generator, critic and training; defaults are PGGAN's / the study's (see module doc)."""
+
+    resolution: int = 128
+    output_size: int = 112
+    fmap_base: int = 8192
+    fmap_max: int = 512
+    mbstd_group_size: int = 4
+    batch_size: int = 16
+    total_images: int = 15_000_000
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.0, 0.99)
+    adam_eps: float = 1e-8
+    gp_lambda: float = 10.0
+    drift: float = 1e-3
+    lambda_pix: float = 10.0
+    lambda_id: float = 10.0
+
+    @classmethod
+    def tiny(cls) -> Vec2FaceConfig:
+        """8×8 networks with 8 channels and four steps: a CPU test in about a second."""
+        return cls(
+            resolution=8,
+            output_size=8,
+            fmap_base=32,
+            fmap_max=8,
+            batch_size=4,
+            total_images=16,
+        )
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """A student that mimics a non-differentiable F (iresnet18 by default)."""
+
+    layers: tuple[int, ...] = (2, 2, 2, 2)
+    widths: tuple[int, ...] = (64, 128, 256, 512)
+    input_size: int = 112
+    epochs: float = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+
+    @classmethod
+    def tiny(cls) -> StudentConfig:
+        """Two 8/16-channel stages on 16×16 crops, a few steps."""
+        return cls(layers=(1, 1), widths=(8, 16), input_size=16, epochs=2, batch_size=4)
+
+
+def build(config: Vec2FaceConfig, vector_dim: int) -> tuple[Vec2FaceGenerator, Vec2FaceCritic]:
+    """Untrained generator and critic."""
+    generator = Vec2FaceGenerator(
+        vector_dim,
+        resolution=config.resolution,
+        output_size=config.output_size,
+        fmap_base=config.fmap_base,
+        fmap_max=config.fmap_max,
+    )
+    critic = Vec2FaceCritic(
+        resolution=config.resolution,
+        fmap_base=config.fmap_base,
+        fmap_max=config.fmap_max,
+        mbstd_group_size=config.mbstd_group_size,
+    )
+    return generator, critic
+
+
+def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+    """WGAN-GP: mean (‖∇ D(x̂)‖₂ − 1)² at random interpolates x̂ of real and fake."""
+    alpha = torch.rand(len(real), 1, 1, 1, device=real.device)
+    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)  # (B, 3, H, W)
+    (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
+def train(
+    config: Vec2FaceConfig,
+    vectors: Tensor,
+    images: Tensor,
+    *,
+    identity: nn.Module,
+    seed: int,
+    device: DeviceLike = "cpu",
+    checkpoint_dir: str | Path | None = None,
+    progress: bool = False,
+    max_steps: int | None = None,
+) -> TrainResult:
+    """Train G (and the critic) on (N, D) vectors and (N, 3, H, W) images in [-1, 1].
+
+    ``identity``: a frozen differentiable F taking [-1, 1] images and returning unit (B, D)
+    vectors — ``identity_network(...)`` builds it from a registered recognizer.
+    """
+    device = resolve_device(device)
+    vectors = prepare_vectors(vectors)
+    images = prepare_images(images, config.output_size)
+    if len(vectors) != len(images):
+        raise ValueError(f"{len(vectors)} vectors but {len(images)} images")
+    n, dim = vectors.shape
+    torch.manual_seed(seed)
+    generator, critic = build(config, dim)
+    generator, critic = generator.to(device), critic.to(device)
+    identity = identity.to(device).eval()
+    for p in identity.parameters():
+        p.requires_grad_(False)
+    adam = {"lr": config.lr, "betas": config.betas, "eps": config.adam_eps}
+    opt_g = torch.optim.Adam(generator.parameters(), **adam)
+    opt_d = torch.optim.Adam(critic.parameters(), **adam)
+    batch = min(config.batch_size, n)
+    total = max(1, config.total_images // batch)
+
+    def step_fn(step: int) -> dict[str, float]:
+        idx = batch_indices(n, batch, seed, step)
+        v = vectors[idx].to(device)  # (B, D)
+        real = images[idx].to(device)  # (B, 3, 112, 112)
+
+        # Critic step.
+        with torch.no_grad():
+            fake = generator(v)  # (B, 3, 112, 112)
+        d_real, d_fake = critic(real), critic(fake)  # (B,)
+        gp = gradient_penalty(critic, real, fake)
+        loss_d = (
+            d_fake.mean()
+            - d_real.mean()
+            + config.gp_lambda * gp
+            + config.drift * d_real.pow(2).mean()
+        )
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+
+        # Generator step.
+        for p in critic.parameters():
+            p.requires_grad_(False)
+        fake = generator(v)
+        adv = -critic(fake).mean()
+        pix = F.l1_loss(fake, real)
+        ident = (1 - F.cosine_similarity(identity(fake), v, dim=1)).mean()
+        loss_g = adv + config.lambda_pix * pix + config.lambda_id * ident
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        for p in critic.parameters():
+            p.requires_grad_(True)
+        return {
+            "d": loss_d.item(),
+            "gp": gp.item(),
+            "adv": adv.item(),
+            "l1": pix.item(),
+            "id": ident.item(),
+        }
+
+    meta = {"method": METHOD, "config": config_dict(config), "seed": seed, "data": [n, dim]}
+    start, end, history, ckpt, wall = run_training(
+        modules={"generator": generator, "critic": critic},
+        optimizers={"generator": opt_g, "critic": opt_d},
+        schedulers={},
+        step_fn=step_fn,
+        total_steps=total,
+        seed=seed,
+        run_meta=meta,
+        checkpoint_dir=checkpoint_dir,
+        max_steps=max_steps,
+        progress=progress,
+        description=METHOD,
+    )
+    return TrainResult(
+        model=generator,
+        method=METHOD,
+        config=config,
+        seed=seed,
+        device=str(device),
+        steps=end,
+        total_steps=total,
+        start_step=start,
+        history=history,
+        wall_s=wall,
+        checkpoint_path=ckpt,
+        extras={"critic": critic},
+    )
+
+
+def reconstruct(model: nn.Module, vectors: Tensor, *, batch_size: int = 64) -> Tensor:
+    """(N, D) vectors -> (N, 3, 112, 112) images in [-1, 1] (clamped; CPU tensor)."""
+    return generate_images(model, vectors, batch_size=batch_size)
+
+
+class StudentEmbedder(nn.Module):
+    """[-1, 1] images (any size) -> unit vectors from an iresnet trained to mimic F."""
+
+    def __init__(self, config: StudentConfig, vector_dim: int) -> None:
+        super().__init__()
+        self.input_size = config.input_size
+        self.backbone = IResNet(
+            config.layers,
+            widths=config.widths,
+            num_features=vector_dim,
+            input_size=config.input_size,
+        )
+
+    def forward(self, images: Tensor) -> Tensor:
+        if images.shape[-1] != self.input_size:
+            images = F.interpolate(
+                images, size=self.input_size, mode="bilinear", antialias=True
+            )  # (B, 3, 112, 112)
+        return F.normalize(self.backbone(images), dim=1)  # (B, D)
+
+
+def train_student(
+    config: StudentConfig,
+    images: Tensor,
+    targets: Tensor,
+    *,
+    seed: int,
+    device: DeviceLike = "cpu",
+    checkpoint_dir: str | Path | None = None,
+    progress: bool = False,
+    max_steps: int | None = None,
+) -> TrainResult:
+    """Fit a student to F: (N, 3, H, W) images in [-1, 1] and F's (N, D) embeddings of them."""
+    device = resolve_device(device)
+    images = prepare_images(images, config.input_size)
+    targets = prepare_vectors(targets)
+    n, dim = targets.shape
+    torch.manual_seed(seed)
+    student = StudentEmbedder(config, dim).to(device)
+    optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=config.lr)
+
+    def step_fn(step: int) -> dict[str, float]:
+        idx = batch_indices(n, config.batch_size, seed, step)
+        out = student(images[idx].to(device))  # (B, D)
+        loss = (1 - (out * targets[idx].to(device)).sum(dim=1)).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"cos_loss": loss.item()}
+
+    total = total_steps_for(config.epochs, n, config.batch_size)
+    meta = {"method": "student", "config": config_dict(config), "seed": seed, "data": [n, dim]}
+    start, end, history, ckpt, wall = run_training(
+        modules={"student": student},
+        optimizers={"student": optimizer},
+        schedulers={},
+        step_fn=step_fn,
+        total_steps=total,
+        seed=seed,
+        run_meta=meta,
+        checkpoint_dir=checkpoint_dir,
+        max_steps=max_steps,
+        progress=progress,
+        description="student",
+    )
+    return TrainResult(
+        model=student,
+        method="student",
+        config=config,
+        seed=seed,
+        device=str(device),
+        steps=end,
+        total_steps=total,
+        start_step=start,
+        history=history,
+        wall_s=wall,
+        checkpoint_path=ckpt,
+    )
+
+
+def identity_network(
+    recognizer_name: str,
+    *,
+    device: DeviceLike = "cpu",
+    images: Tensor | None = None,
+    student_config: StudentConfig | None = None,
+    seed: int = 0,
+    checkpoint_dir: str | Path | None = None,
+    progress: bool = False,
+) -> nn.Module:
+    """F as a differentiable module on [-1, 1] images: the recognizer's own torch graph, or
+    (for a non-differentiable F such as dlib) a student trained on ``images`` to mimic it."""
+    from reconstruction.recognizers import get_recognizer
+
+    recognizer = get_recognizer(recognizer_name)
+    if getattr(recognizer, "differentiable", False):
+        return SignedRangeEmbedder(recognizer.network(device)).eval()
+    if images is None:
+        raise ValueError(
+            f"{recognizer_name!r} is not differentiable: give training images for its student"
+        )
+    pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    targets = recognizer.embed(np.ascontiguousarray(pixels.permute(0, 2, 3, 1).numpy()))
+    result = train_student(
+        student_config or StudentConfig(),
+        images,
+        torch.from_numpy(targets),
+        seed=seed,
+        device=device,
+        checkpoint_dir=checkpoint_dir,
+        progress=progress,
+    )
+    return result.model.eval()
+
+
+def save_model(path: str | Path, result: TrainResult) -> Path:
+    """Save a trained generator with its config (see ``load_model``)."""
+    return save_model_file(
+        path,
+        method=METHOD,
+        config=result.config,
+        vector_dim=result.model.dense.weight.shape[1],
+        model=result.model,
+        seed=result.seed,
+        steps=result.steps,
+    )
+
+
+def load_model(path: str | Path, device: DeviceLike = "cpu") -> Vec2FaceGenerator:
+    """A trained generator from ``save_model``'s file, in eval mode on ``device``."""
+    payload = load_model_file(path, METHOD)
+    config = replace(Vec2FaceConfig(), **config_from_dict(payload["config"]))
+    generator, _ = build(config, payload["vector_dim"])
+    generator.load_state_dict(payload["state_dict"])
+    return generator.to(resolve_device(device)).eval()
