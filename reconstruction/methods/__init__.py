@@ -1,8 +1,9 @@
 """FVR methods: a registry from name to ``Method(config class, reconstruct function)``.
 
 Each method module documents its paper, defaults and departures; ``base.py`` holds the
-shared result type and the signature of ``run``. Parametric methods register here the same
-way (their ``run`` takes trained weights as ``artifact``).
+shared result type and the signature of ``run``. The parametric methods (NBNet, Naive,
+Vec2Face) register the same way through ``parametric.py``: their ``run`` takes the trained
+weights as ``artifact``; ``PARAMETRIC`` names them (``train_reconstructor`` trains them).
 """
 
 from __future__ import annotations
@@ -10,12 +11,27 @@ from __future__ import annotations
 from reconstruction.methods.base import Method, ReconstructionResult, config_from_preset
 from reconstruction.methods.eigenfaces import EigenfacesConfig
 from reconstruction.methods.eigenfaces import reconstruct as eigenfaces_reconstruct
+from reconstruction.methods.naive import NaiveConfig
+from reconstruction.methods.nbnet import NbNetConfig
+from reconstruction.methods.parametric import RUNS
+from reconstruction.methods.vec2face import Vec2FaceConfig
 
-__all__ = ["METHODS", "Method", "ReconstructionResult", "config_from_preset", "get_method"]
+__all__ = [
+    "METHODS",
+    "PARAMETRIC",
+    "Method",
+    "ReconstructionResult",
+    "config_from_preset",
+    "get_method",
+]
 
 METHODS: dict[str, Method] = {
     "eigenfaces": Method(EigenfacesConfig, eigenfaces_reconstruct),
+    "nbnet": Method(NbNetConfig, RUNS["nbnet"]),
+    "naive": Method(NaiveConfig, RUNS["naive"]),
+    "vec2face": Method(Vec2FaceConfig, RUNS["vec2face"]),
 }
+PARAMETRIC = frozenset({"nbnet", "naive", "vec2face"})  # trained weights, not a search
 
 
 def get_method(name: str) -> Method:

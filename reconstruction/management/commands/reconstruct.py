@@ -13,7 +13,9 @@ class Command(BaseCommand):
     help = (
         "Reconstruct the first image of each target identity of --dataset from its vector in "
         "--recognizer with --method; targets already reconstructed with the same method, F, "
-        "config and seed are skipped. Long runs checkpoint and resume."
+        "config and seed are skipped. Long runs checkpoint and resume. Eigenfaces runs with "
+        "an eigenbasis (train_eigenbasis); nbnet, naive and vec2face with weights trained on "
+        "--recognizer's vectors (train_reconstructor), whose training config is recorded."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -24,7 +26,12 @@ class Command(BaseCommand):
         parser.add_argument("--dataset", required=True)
         parser.add_argument("--recognizer", required=True, choices=sorted(RECOGNIZERS))
         parser.add_argument("--targets", type=int, default=None, metavar="N")
-        parser.add_argument("--preset", default="paper", choices=["paper", "tiny"])
+        parser.add_argument(
+            "--preset",
+            default="paper",
+            choices=["paper", "tiny"],
+            help="Eigenfaces search settings; parametric methods use their artifact's config.",
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N.")
         parser.add_argument(
@@ -34,7 +41,10 @@ class Command(BaseCommand):
             type=int,
             default=None,
             metavar="ID",
-            help="ReconstructorArtifact id (default: the newest for the method and dataset).",
+            help=(
+                "ReconstructorArtifact id (default: the newest of the method, trained on "
+                "--dataset if any; for parametric methods, on --recognizer's vectors)."
+            ),
         )
         parser.add_argument(
             "--checkpoint-dir",
@@ -64,6 +74,8 @@ class Command(BaseCommand):
             raise CommandError(f"No dataset {options['dataset']!r}: run import_faces.") from exc
         except ReconstructorArtifact.DoesNotExist as exc:
             raise CommandError(str(exc) or "No such artifact.") from exc
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         mean = sum(summary.cosines) / len(summary.cosines) if summary.cosines else float("nan")
         self.stdout.write(
             f"{summary.targets} targets: {summary.created} reconstructed, {summary.skipped} "
