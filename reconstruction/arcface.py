@@ -204,7 +204,7 @@ def train_extractor(
         "seed": seed,
         "data": [n, classes, world],
     }
-    start, end, history, ckpt, wall = run_training(
+    run = run_training(
         modules={"model": trainable},
         optimizers={"model": optimizer},
         schedulers={"model": scheduler},
@@ -218,17 +218,13 @@ def train_extractor(
         description=f"arcface {name}",
         is_main_process=rank == 0,
     )
-    return TrainResult(
+    return TrainResult.of(
+        run,
         model=model.eval(),
         method=f"arcface:{name}",
         config=config,
         seed=seed,
-        device=str(device),
-        steps=end,
+        device=device,
         total_steps=total,
-        start_step=start,
-        history=history,
-        wall_s=wall,
-        checkpoint_path=ckpt,
         extras={"head": head},
     )

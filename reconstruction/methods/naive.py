@@ -121,7 +121,7 @@ def train(
 
     total = total_steps_for(config.epochs, n, config.batch_size)
     meta = {"method": METHOD, "config": config_dict(config), "seed": seed, "data": [n, dim]}
-    start, end, history, ckpt, wall = run_training(
+    run = run_training(
         modules={"model": model},
         optimizers={"model": optimizer},
         schedulers={},
@@ -134,18 +134,14 @@ def train(
         progress=progress,
         description=METHOD,
     )
-    return TrainResult(
+    return TrainResult.of(
+        run,
         model=model,
         method=METHOD,
         config=config,
         seed=seed,
-        device=str(device),
-        steps=end,
+        device=device,
         total_steps=total,
-        start_step=start,
-        history=history,
-        wall_s=wall,
-        checkpoint_path=ckpt,
     )
 
 

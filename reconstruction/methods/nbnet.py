@@ -213,7 +213,7 @@ def train(
         return {k: v.item() for k, v in losses.items()}
 
     meta = {"method": METHOD, "config": config_dict(config), "seed": seed, "data": [n, dim]}
-    start, end, history, ckpt, wall = run_training(
+    run = run_training(
         modules={"model": model},
         optimizers={"model": optimizer},
         schedulers={"model": scheduler},
@@ -227,18 +227,14 @@ def train(
         description=METHOD,
     )
     model.perceptual_source = source  # recorded for provenance
-    return TrainResult(
+    return TrainResult.of(
+        run,
         model=model,
         method=METHOD,
         config=config,
         seed=seed,
-        device=str(device),
-        steps=end,
+        device=device,
         total_steps=total,
-        start_step=start,
-        history=history,
-        wall_s=wall,
-        checkpoint_path=ckpt,
     )
 
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,16 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint in ``checkpoint_dir`` belongs to a different training run."""
 
 
+class TrainingRun(NamedTuple):
+    """What `run_training` did: the steps it ran, their losses, where it checkpointed."""
+
+    start_step: int
+    steps: int
+    history: list[dict[str, float]]
+    checkpoint_path: Path | None
+    wall_s: float
+
+
 @dataclass
 class TrainResult:
     """What a trainer returns: the trained network (eval mode) and the run's provenance."""
@@ -65,6 +75,35 @@ class TrainResult:
     wall_s: float
     checkpoint_path: Path | None = None
     extras: dict[str, nn.Module] = field(default_factory=dict)  # e.g. the critic
+
+    @classmethod
+    def of(
+        cls,
+        run: TrainingRun,
+        *,
+        model: nn.Module,
+        method: str,
+        config: Any,
+        seed: int,
+        device: Any,
+        total_steps: int,
+        extras: dict[str, nn.Module] | None = None,
+    ) -> TrainResult:
+        """The result of a finished (or stopped) `run_training` run."""
+        return cls(
+            model=model,
+            method=method,
+            config=config,
+            seed=seed,
+            device=str(device),
+            steps=run.steps,
+            total_steps=total_steps,
+            start_step=run.start_step,
+            history=run.history,
+            wall_s=run.wall_s,
+            checkpoint_path=run.checkpoint_path,
+            extras=extras or {},
+        )
 
     @property
     def complete(self) -> bool:
@@ -195,8 +234,8 @@ def run_training(
     description: str = "train",
     log_every: int = 50,
     is_main_process: bool = True,
-) -> tuple[int, int, list[dict[str, float]], Path | None, float]:
-    """Run ``step_fn(step)`` for steps [start, end); return (start, end, history, ckpt, wall).
+) -> TrainingRun:
+    """Run ``step_fn(step)`` for steps [start, end) with checkpoints, resume and progress.
 
     ``run_meta`` identifies the run (method, config, seed, data shape); a checkpoint with
     other meta raises ``CheckpointMismatchError``. The global torch RNG is seeded with
@@ -282,7 +321,7 @@ def run_training(
         bar.close()
     for module in modules.values():
         module.eval()
-    return start_step, step, history, path, time.perf_counter() - started
+    return TrainingRun(start_step, step, history, path, time.perf_counter() - started)
 
 
 def save_model_file(

@@ -230,7 +230,7 @@ def train(
         }
 
     meta = {"method": METHOD, "config": config_dict(config), "seed": seed, "data": [n, dim]}
-    start, end, history, ckpt, wall = run_training(
+    run = run_training(
         modules={"generator": generator, "critic": critic},
         optimizers={"generator": opt_g, "critic": opt_d},
         schedulers={},
@@ -243,18 +243,14 @@ def train(
         progress=progress,
         description=METHOD,
     )
-    return TrainResult(
+    return TrainResult.of(
+        run,
         model=generator,
         method=METHOD,
         config=config,
         seed=seed,
-        device=str(device),
-        steps=end,
+        device=device,
         total_steps=total,
-        start_step=start,
-        history=history,
-        wall_s=wall,
-        checkpoint_path=ckpt,
         extras={"critic": critic},
     )
 
@@ -316,7 +312,7 @@ def train_student(
 
     total = total_steps_for(config.epochs, n, config.batch_size)
     meta = {"method": "student", "config": config_dict(config), "seed": seed, "data": [n, dim]}
-    start, end, history, ckpt, wall = run_training(
+    run = run_training(
         modules={"student": student},
         optimizers={"student": optimizer},
         schedulers={},
@@ -329,18 +325,14 @@ def train_student(
         progress=progress,
         description="student",
     )
-    return TrainResult(
+    return TrainResult.of(
+        run,
         model=student,
         method="student",
         config=config,
         seed=seed,
-        device=str(device),
-        steps=end,
+        device=device,
         total_steps=total,
-        start_step=start,
-        history=history,
-        wall_s=wall,
-        checkpoint_path=ckpt,
     )
 
 
