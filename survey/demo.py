@@ -1,11 +1,27 @@
-"""The demo study: real face photos stand in for reconstructions until the pipeline lands.
+"""The demo study, built from photos alone (the default) or by the real pipeline (``--pipeline``).
 
-For each match set a target identity with at least two photos is drawn: one photo is the
-query, another photo of the same person is among the K candidates (about 1 in 5 match sets
-leave the target out, so "none of these" is sometimes right).
+Real pipeline (`demo_pipeline_study_create`, ``manage.py demo --pipeline``): a CPU-sized
+subset of the given faces (target identities with 3 photos, reconstructor-training identities
+with 2, gallery distractors with 1; symlinks under ``FVR_VAR_DIR/demo-faces``) is imported,
+embedded with F = mobileface and F' = dlib-resnet, an Eigenfaces basis is fitted by PCA on
+the training identities, a few target photos are reconstructed from their mobileface vectors
+by the Eigenfaces black-box attack at a CPU budget (240 iterations × 64 queries instead of
+the paper's 2000), and `reconstruction.services.study_build` makes each reconstruction's
+top-5 in dlib over the gallery a match set. Only Eigenfaces is run: NBNet, Naive and
+Vec2Face must be trained first (hours on a GPU at the paper's scale), so the demo study has
+one method and its pages say so. Every step is idempotent: a second run reuses the import,
+embeddings, basis and reconstructions.
+
+Photos only (`demo_study_create`, the default, ~10 s): for each match set a target
+identity with at least two photos is drawn: one photo is the query, another photo of the
+same person is among the K candidates (about 1 in 5 match sets leave the target out, so
+"none of these" is sometimes right).
 """
 
+import hashlib
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,3 +214,226 @@ def demo_study_delete(*, study: Study) -> None:
     Participant.objects.filter(study=study).delete()
     study.delete()
     transaction.on_commit(lambda: storage_delete(names))
+
+
+# --- The demo from the real pipeline --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoPipelineConfig:
+    """Sizes and budgets of the real-pipeline demo (CPU-sized; the paper's are far larger)."""
+
+    targets: int = 40  # identities with 3 photos: one attacked, two in F''s gallery
+    train: int = 150  # identities with 2 photos for the Eigenfaces basis (never targets)
+    distractors: int = 200  # gallery identities with 1 photo
+    reconstructions: int = 8  # target photos attacked (= match sets)
+    iterations: int = 240  # Eigenfaces iterations of `batch_size` queries (paper: 2000)
+    restarts: int = 2
+    restart_iterations: int = 40
+    batch_size: int = 64
+    recognizer: str = "mobileface"  # F, whose vectors are inverted
+    second: str = "dlib-resnet"  # F', the engine that searches the gallery
+    seed: int = 2022
+
+    @classmethod
+    def tiny(cls) -> "DemoPipelineConfig":
+        """A few identities and a 20-iteration attack: tests."""
+        return cls(
+            targets=3,
+            train=4,
+            distractors=4,
+            reconstructions=2,
+            iterations=20,
+            restarts=2,
+            restart_iterations=5,
+            batch_size=8,
+        )
+
+
+def demo_subset_plan(
+    *, faces_root: Path, targets: int, train: int, distractors: int, seed: int
+) -> dict[str, list[Path]]:
+    """Identity → photos of a demo subset: targets get 3 photos, train 2, distractors 1."""
+    folders = face_folders(faces_root)
+    rng = random.Random(seed)
+    three = sorted(n for n, photos in folders.items() if len(photos) >= 3)
+    if len(three) < targets:
+        raise DemoDataError(
+            f"{faces_root} has {len(three)} identities with 3+ photos; the demo needs {targets}."
+        )
+    chosen = dict.fromkeys(rng.sample(three, targets), 3)
+    two = sorted(n for n, photos in folders.items() if len(photos) >= 2 and n not in chosen)
+    if len(two) < train:
+        raise DemoDataError(
+            f"{faces_root} has {len(two)} more identities with 2+ photos; the demo needs {train}."
+        )
+    chosen |= dict.fromkeys(rng.sample(two, train), 2)
+    rest = sorted(n for n in folders if n not in chosen)
+    if len(rest) < distractors:
+        raise DemoDataError(
+            f"{faces_root} has {len(rest)} more identities; the demo needs {distractors}."
+        )
+    chosen |= dict.fromkeys(rng.sample(rest, distractors), 1)
+    return {
+        name: sorted(rng.sample(folders[name], count)) for name, count in sorted(chosen.items())
+    }
+
+
+def demo_subset_write(*, plan: dict[str, list[Path]], dest: Path) -> Path:
+    """Lay a subset plan out as an identity-per-folder tree of symlinks (idempotent)."""
+    for name, photos in plan.items():
+        folder = dest / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for photo in photos:
+            link = folder / photo.name
+            if not link.is_symlink() and not link.exists():
+                link.symlink_to(photo.resolve())
+    return dest
+
+
+def _demo_splits(targets: int, train: int, distractors: int) -> str:
+    """The import's split rule that puts 3-photo folders in target and 2-photo ones in train."""
+    total = targets + train + distractors
+    t, r = targets / total, train / total
+    return f"target={t:.12f}@3,train={r:.12f}@2,gallery={1 - t - r:.12f}"
+
+
+def demo_pipeline_study_create(
+    *,
+    faces_root: Path,
+    var_dir: Path,
+    slug: str,
+    config: DemoPipelineConfig = DemoPipelineConfig(),
+    replace: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda message: None,
+) -> Study:
+    """Run import → embed → eigenbasis → Eigenfaces → build_study on a subset; open the study."""
+    from reconstruction.embedding import dataset_embed
+    from reconstruction.methods.eigenfaces import EigenfacesConfig
+    from reconstruction.models import FaceImage, Split
+    from reconstruction.services import (
+        dataset_import,
+        eigenbasis_train,
+        reconstruction_create,
+        study_build,
+    )
+
+    existing = Study.objects.filter(slug=slug).first()
+    if existing is not None and not (replace and existing.is_demo):
+        raise DemoDataError(f"Study {slug!r} already exists.")
+    started = time.perf_counter()
+
+    def step(message: str) -> None:
+        log(f"[{time.perf_counter() - started:6.1f} s] {message}")
+
+    plan = demo_subset_plan(
+        faces_root=faces_root,
+        targets=config.targets,
+        train=config.train,
+        distractors=config.distractors,
+        seed=config.seed,
+    )
+    key = hashlib.sha256(
+        "\n".join(f"{n}:{','.join(p.name for p in ps)}" for n, ps in plan.items()).encode()
+    ).hexdigest()[:10]
+    name = f"demo-{key}"
+    subset = demo_subset_write(plan=plan, dest=Path(var_dir) / "demo-faces" / name)
+    photos = sum(len(p) for p in plan.values())
+    step(f"1/6 import {photos} photos of {len(plan)} identities from {faces_root} as {name!r}")
+    summary = dataset_import(
+        name=name,
+        path=subset,
+        splits=_demo_splits(config.targets, config.train, config.distractors),
+        seed=config.seed,
+        progress=progress,
+    )
+    step(
+        f"    {summary.ok} faces aligned ({summary.processed} new, {summary.unchanged} reused, "
+        f"{len(summary.no_face)} without a face)"
+    )
+    for n, recognizer in enumerate((config.recognizer, config.second), start=2):
+        embedded = dataset_embed(dataset=name, recognizer=recognizer, progress=progress)
+        step(
+            f"{n}/6 embed with {recognizer}: {embedded.computed} computed, "
+            f"{embedded.unchanged} reused"
+        )
+    basis = eigenbasis_train(
+        dataset=name, method="pca", seed=config.seed, progress=progress
+    )  # paper-sized PCA: 1024 directions, fewer from the data on a small split
+    step(f"4/6 Eigenfaces basis #{basis.pk}: PCA on {basis.n_images} training faces")
+    targets = list(
+        FaceImage.objects.ok()
+        .filter(dataset__name=name, identity__split=Split.TARGET)
+        .select_related("identity")
+        .order_by("identity__name", "relative_path")
+    )
+    by_identity: dict[str, list] = {}
+    for image in targets:
+        by_identity.setdefault(image.identity.name, []).append(image)
+    # The attacked photo needs another photo of the person in the gallery to be findable.
+    findable = sorted(n for n, images in by_identity.items() if len(images) >= 2)
+    count = min(config.reconstructions, len(findable))
+    if count == 0:
+        raise DemoDataError("no target identity kept two aligned photos: use more targets")
+    attacked = random.Random(config.seed).sample(findable, count)
+    eigen = EigenfacesConfig(
+        batch_size=config.batch_size,
+        iterations=config.iterations,
+        restarts=config.restarts,
+        restart_iterations=config.restart_iterations,
+    )
+    step(
+        f"5/6 reconstruct {count} target photos from {config.recognizer} vectors with "
+        f"Eigenfaces ({config.iterations} iterations × {config.batch_size} queries; the paper "
+        "uses 2000)"
+    )
+    cosines = []
+    for i, identity in enumerate(sorted(attacked), start=1):
+        tick = time.perf_counter()
+        row, created = reconstruction_create(
+            target=by_identity[identity][0],
+            method="eigenfaces",
+            recognizer=config.recognizer,
+            config=eigen,
+            seed=config.seed,
+            artifact=basis,
+            progress=False,
+        )
+        cosines.append(row.cosine)
+        state = f"{time.perf_counter() - tick:.1f} s" if created else "reused"
+        step(f"    {i}/{count} {identity}: cosine {row.cosine:.3f} in F ({state})")
+    if existing is not None:
+        demo_study_delete(study=existing)
+    gallery_size = config.targets + config.distractors
+    description = (
+        "A demo of the study run on a CPU. Each face to match was reconstructed by the "
+        f"Eigenfaces black-box attack from the {config.recognizer} feature vector of a real "
+        f"photo (Labeled Faces in the Wild), with {config.iterations} × {config.batch_size} "
+        "queries (the paper uses 2000 iterations, so these faces are rougher). The five photos "
+        f"beside it are the people a second recognizer ({config.second}) found closest in a "
+        f"gallery of about {gallery_size} people; sometimes the true person is not among them. "
+        "Only the Eigenfaces method is shown: the other three methods need networks trained "
+        "on a GPU."
+    )
+    built = study_build(
+        slug=slug,
+        title="Demo: can you spot the same person?",
+        description=description,
+        dataset=name,
+        recognizer=config.recognizer,
+        second=config.second,
+        methods=[FvrMethod.EIGENFACES],
+        per_method=count,
+        seed=config.seed,
+        is_demo=True,
+        codes=DEMO_CODES,
+        progress=progress,
+    )
+    step(
+        f"6/6 built {sum(built.by_method.values())} match sets: the target is among "
+        f"{config.second}'s top 5 in {built.target_present}, absent in {built.target_absent}; "
+        f"gallery {built.gallery_identities} identities / {built.gallery_images} photos"
+    )
+    study = Study.objects.get(slug=slug)
+    return study_set_status(study=study, status=Study.Status.OPEN)

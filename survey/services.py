@@ -123,6 +123,12 @@ def participant_enter(
     try:
         with transaction.atomic():
             locked = _locked_study(study.pk)
+            if Participant.objects.filter(study=locked, session_id=session).exists():
+                # A Prolific session belongs to one person: a second PID with it is tampering.
+                raise EntryRefused(
+                    "This SESSION_ID is already in use by another participant. "
+                    "Please open the study again from your own Prolific link."
+                )
             if locked.max_participants is not None:
                 taken = locked.participants.counted_for_balance().count()
                 if taken >= locked.max_participants:

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from functools import wraps
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -39,12 +40,51 @@ def session_participant(request: HttpRequest, study: Study) -> Participant | Non
     return Participant.objects.select_related("study").filter(pk=participant_id).first()
 
 
+def content_security_policy() -> str:
+    """The participant pages' CSP: our own scripts and styles; images also from media storage."""
+    images = ["'self'"]
+    if urlsplit(settings.MEDIA_URL).netloc:
+        images.append(origin(settings.MEDIA_URL))
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"img-src {' '.join(images)}",
+            "script-src 'self'",
+            "style-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+            # The debrief's form ends in a redirect to Prolific, which form-action also covers.
+            f"form-action 'self' {origin(settings.FVR_PROLIFIC_COMPLETE_URL)}",
+        ]
+    )
+
+
+def origin(url: str) -> str:
+    """scheme://host[:port] of a URL."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def participant_headers(view: View) -> View:
+    """No caching of participant state, and a strict Content-Security-Policy."""
+
+    @wraps(view)
+    @never_cache
+    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        response.headers.setdefault("Content-Security-Policy", content_security_policy())
+        return response
+
+    return wrapper
+
+
 def participant_page(step: str) -> Callable[[View], View]:
     """Load the session's participant; send them to their current step if this is not it."""
 
     def decorator(view: View) -> View:
         @wraps(view)
-        @never_cache
+        @participant_headers
         def wrapper(request: HttpRequest, slug: str, **kwargs: object) -> HttpResponse:
             study = get_object_or_404(Study, slug=slug)
             participant = session_participant(request, study)
@@ -89,7 +129,7 @@ def page_context(participant: Participant, **extra: object) -> dict:
     }
 
 
-@never_cache
+@participant_headers
 @require_http_methods(["GET"])
 def entry(request: HttpRequest, slug: str) -> HttpResponse:
     """Arrival from Prolific: admit, move the IDs out of the URL, go to the current step."""

@@ -109,9 +109,17 @@ def context(browser: object, live_server: LiveServer, browser_context_args: dict
 
 @pytest.fixture
 def page(context: object) -> Iterator:
-    """A page in the test's context; uncaught JavaScript errors fail the test."""
+    """A page in the test's context; uncaught JavaScript errors and CSP violations fail it."""
     errors: list[str] = []
     p = context.new_page()
     p.on("pageerror", lambda exc: errors.append(str(exc)))
+    p.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and "Content Security Policy" in msg.text
+            else None
+        ),
+    )
     yield p
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not errors, f"JavaScript errors or CSP violations on the page: {errors}"

@@ -6,12 +6,12 @@ from survey import services
 from survey.models import Assignment, Participant, Study
 
 
-def entered(study: Study, pid: str = "PID000001", session: str = "SESSION0001") -> Participant:
+def entered(study: Study, pid: str = "PID000001", session: str | None = None) -> Participant:
     return services.participant_enter(
         study=study,
         prolific_pid=pid,
         study_id=study.prolific_study_id or "STUDY0001",
-        session_id=session,
+        session_id=session or f"SESSION{pid}",
     )
 
 

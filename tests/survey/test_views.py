@@ -219,3 +219,27 @@ def test_declining_consent_shows_the_no_consent_code():
     assert study.no_consent_code.encode() in response.content
     assert b"return the study" in response.content
     assert Participant.objects.get().status == Participant.Status.NO_CONSENT
+
+
+def test_a_session_id_already_used_by_another_pid_is_refused():
+    study = study_with_match_sets()
+    Client().get(url("entry", study), PARAMS)
+    reused = {**PARAMS, "PROLIFIC_PID": "PIDOTHER001"}
+    response = Client().get(url("entry", study), reused)
+    assert response.status_code == 400
+    assert b"SESSION_ID is already in use" in response.content
+    assert Participant.objects.filter(study=study).count() == 1
+    assert RefusedRequest.objects.filter(reason="entry_refused").exists()
+
+
+def test_participant_pages_send_a_strict_content_security_policy():
+    study = study_with_match_sets()
+    client = Client()
+    client.get(url("entry", study), PARAMS)
+    page = client.get(url("consent", study))
+    policy = page["Content-Security-Policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy
+    assert "no-store" in page["Cache-Control"]
+    assert b"style=" not in page.content  # inline styles would break the policy

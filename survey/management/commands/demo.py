@@ -1,5 +1,7 @@
-"""`manage.py demo`: a demo study from real face photos, an admin login and links to try it."""
+"""`manage.py demo`: a demo study built by the real pipeline (or from photos only), an admin
+login and links to try it."""
 
+import dataclasses
 import secrets
 import sys
 from pathlib import Path
@@ -12,7 +14,13 @@ from django.db import connection
 from django.urls import reverse
 from django.utils.http import urlencode
 
-from survey.demo import DemoDataError, demo_faces_root, demo_study_create
+from survey.demo import (
+    DemoDataError,
+    DemoPipelineConfig,
+    demo_faces_root,
+    demo_pipeline_study_create,
+    demo_study_create,
+)
 from survey.models import Candidate, Study
 
 HOST = "127.0.0.1"
@@ -47,9 +55,13 @@ def participant_links(study: Study, port: int, count: int = 3) -> list[str]:
 
 class Command(BaseCommand):
     help = (
-        "Set up a demo: apply migrations, build a study from real face photos (one folder per "
-        "identity, e.g. LFW), create the superuser 'admin', and print participant and admin "
-        "links. --serve then runs the development server (needs DJANGO_DEBUG=1)."
+        "Set up a demo: apply migrations, build a demo study from face photos (one folder per "
+        "identity, e.g. LFW) in seconds — real photos stand in for reconstructions — or, with "
+        "--pipeline, run the real pipeline on a CPU-sized subset (import, embed with mobileface "
+        "as F and dlib-resnet as F', Eigenfaces basis and attack at a CPU budget, build_study "
+        "from F''s top-5; many minutes on 2 cores the first time, reused afterwards). Then "
+        "create the superuser 'admin' and print participant and admin links. --serve then runs "
+        "the development server (needs DJANGO_DEBUG=1)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -60,7 +72,29 @@ class Command(BaseCommand):
             "exists, else $FVR_FACE_DATA)",
         )
         parser.add_argument("--slug", default="demo", help="the demo study's slug")
-        parser.add_argument("--per-method", type=int, default=8, help="match sets per method")
+        parser.add_argument(
+            "--pipeline",
+            action="store_true",
+            help="build the study with the real reconstruction pipeline (Eigenfaces only; "
+            "slow on CPU) instead of real photos standing in for reconstructions",
+        )
+        parser.add_argument(
+            "--per-method",
+            type=int,
+            default=8,
+            help="match sets per method (the pipeline demo has one method, Eigenfaces)",
+        )
+        parser.add_argument(
+            "--iterations",
+            type=int,
+            default=DemoPipelineConfig.iterations,
+            help="Eigenfaces iterations of 64 queries per target (paper: 2000)",
+        )
+        parser.add_argument(
+            "--tiny",
+            action="store_true",
+            help="pipeline demo on a few identities with a 20-iteration attack (tests)",
+        )
         parser.add_argument("--seed", type=int, default=2022, help="seed for choosing photos")
         parser.add_argument(
             "--reset", action="store_true", help="delete and rebuild the demo study if it exists"
@@ -113,6 +147,8 @@ class Command(BaseCommand):
             return existing
         try:
             root = demo_faces_root(faces=options["faces"], face_data=settings.FVR_FACE_DATA)
+            if options["pipeline"]:
+                return self._pipeline_study(root, options)
             study = demo_study_create(
                 faces_root=root,
                 slug=slug,
@@ -130,6 +166,51 @@ class Command(BaseCommand):
             f"{absent} without the target) from the photos in {root}."
         )
         return study
+
+    def _pipeline_study(self, root: Path, options: dict) -> Study:
+        base = DemoPipelineConfig.tiny() if options["tiny"] else DemoPipelineConfig()
+        if options["per_method"] < 1 or options["iterations"] < 1:
+            raise CommandError("--per-method and --iterations must be at least 1.")
+        iterations = base.iterations if options["tiny"] else options["iterations"]
+        # Restarts take at most half of the budget; the rest refines the best at the low lr.
+        restart_iterations = min(base.restart_iterations, iterations // (2 * base.restarts))
+        if restart_iterations < 1:
+            raise CommandError(f"--iterations must be at least {2 * base.restarts}.")
+        config = dataclasses.replace(
+            base,
+            reconstructions=options["per_method"],
+            iterations=iterations,
+            restart_iterations=restart_iterations,
+            seed=options["seed"],
+        )
+        self.stdout.write(
+            "Building the demo study with the real pipeline (first run: a few minutes on "
+            "2 CPU cores; without --pipeline it takes seconds):"
+        )
+        from reconstruction.model_store import ModelStoreError
+        from reconstruction.study_builder import StudyBuildError
+
+        try:
+            study = demo_pipeline_study_create(
+                faces_root=root,
+                var_dir=Path(settings.VAR_DIR),
+                slug=options["slug"],
+                config=config,
+                replace=options["reset"],
+                progress=options["verbosity"] > 1,
+                log=self._progress,
+            )
+        except (DemoDataError, StudyBuildError, ModelStoreError) as error:
+            raise CommandError(str(error)) from error
+        self.stdout.write(
+            f"Built demo study {study.slug!r}: {study.match_sets.count()} match sets of "
+            f"Eigenfaces reconstructions from the photos in {root}."
+        )
+        return study
+
+    def _progress(self, message: str) -> None:
+        self.stdout.write(message)
+        self.stdout.flush()
 
     def _admin_login(self, *, reset: bool, port: int) -> None:
         user_model = get_user_model()
