@@ -5,7 +5,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from reconstruction.models import Embedding, FaceDataset, FaceImage, Identity
+from reconstruction.models import Embedding, FaceDataset, FaceImage, Identity, TopKRun
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -118,3 +118,16 @@ class EmbeddingAdmin(ReadOnlyAdmin):
     search_fields = ["image__relative_path", "image__identity__name"]
     list_select_related = ["image"]
     exclude = ["vector"]
+
+
+@admin.register(TopKRun)
+class TopKRunAdmin(ReadOnlyAdmin):
+    """Metric 1 runs written by `evaluate_topk`; files are in ``output_dir``."""
+
+    list_display = [
+        "id", "dataset", "recognizer", "gallery_n", "k", "trials", "ranking",
+        "include_source", "threshold", "queries", "seconds", "created_at",
+    ]  # fmt: skip
+    list_filter = ["recognizer", "dataset", "ranking", "include_source"]
+    search_fields = ["recognizer", "output_dir", "reconstructions_of"]
+    list_select_related = ["dataset"]

@@ -271,3 +271,62 @@ class Reconstruction(models.Model):
     def forward_share(self) -> float:
         """Share of the wall time spent in F's forward pass."""
         return self.forward_seconds / self.seconds if self.seconds > 0 else 0.0
+
+
+class TopKRun(models.Model):
+    """One Metric 1 evaluation (`evaluate_topk`): which queries, which F', which galleries,
+    and the rates it measured; the CSV, Markdown and figures sit in ``output_dir``."""
+
+    class Ranking(models.TextChoices):
+        IMAGE = "image", "Image-level top-K"
+        IDENTITY = "identity", "Identity-level top-K"
+
+    dataset = models.ForeignKey(FaceDataset, on_delete=models.PROTECT, related_name="topk_runs")
+    recognizer = models.CharField("F'", max_length=64, help_text="The engine that matches.")
+    recognizer_sha256 = models.CharField(max_length=64, blank=True)
+    methods = models.JSONField(default=list, help_text="FVR methods whose reconstructions ran.")
+    reconstructions_of = models.CharField(
+        "F", max_length=64, blank=True, help_text="Only reconstructions of this F's vectors."
+    )
+    gallery_n = models.PositiveIntegerField("gallery N", help_text="N of the K sweep.")
+    k = models.PositiveIntegerField("K", help_text="K of the N sweep.")
+    ks = models.JSONField(default=list)
+    ns = models.JSONField(default=list)
+    sweep = models.CharField(max_length=8, help_text="k, n or both.")
+    trials = models.PositiveIntegerField(help_text="Random gallery draws per N.")
+    seed = models.BigIntegerField(default=0)
+    include_source = models.BooleanField(
+        default=False, help_text="The source-included variant was run beside the excluded one."
+    )
+    threshold = models.FloatField(null=True, blank=True)
+    ranking = models.CharField(max_length=8, choices=Ranking, default=Ranking.IMAGE)
+    config = models.JSONField(default=dict, blank=True, help_text="Every option of the run.")
+    results = models.JSONField(default=dict, blank=True, help_text="Rows, counts, Table II.")
+    output_dir = models.CharField(max_length=1000)
+    queries = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(default=0.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(trials__gte=1), name="topkrun_trials_positive"),
+            models.CheckConstraint(
+                condition=Q(ranking__in=["image", "identity"]), name="topkrun_ranking_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"top-K #{self.pk} {self.recognizer} on {self.dataset_id}"
+
+    def reference_rate(self, group: str, field: str = "tpr") -> float | None:
+        """A group's rate at (gallery N, K) with the source excluded, from the stored rows."""
+        for row in self.results.get("rows", []):
+            if (
+                row.get("group") == group
+                and row.get("variant") == "excluded"
+                and row.get("n") == self.gallery_n
+                and row.get("k") == self.k
+            ):
+                return row.get(field)
+        return None

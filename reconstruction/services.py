@@ -911,3 +911,531 @@ def reconstructor_train(
     summary.artifact, summary.created = artifact, True
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+# --- Studies from reconstructions: F''s top-K as the survey's match sets -----------------------
+
+
+@dataclass
+class StudyBuildSummary:
+    """What `study_build` created."""
+
+    study_slug: str
+    by_method: dict[str, int] = field(default_factory=dict)
+    target_present: int = 0
+    target_absent: int = 0
+    gallery_identities: int = 0
+    gallery_images: int = 0
+    shared_identities: int = 0  # identities with a match set for every method
+    latin_square: bool = False
+    seconds: float = 0.0
+
+
+def _candidate_image(image: FaceImage, root: Path) -> bytes:
+    """The photo shown for a gallery candidate: its source photo, else its 160 crop."""
+    try:
+        return (root / image.relative_path).read_bytes()
+    except OSError:
+        with image.crop160.open("rb") as handle:
+            return handle.read()
+
+
+def study_build(
+    *,
+    slug: str,
+    title: str,
+    dataset: str,
+    recognizer: str,
+    second: str,
+    methods: list[str] | None = None,
+    per_method: int = 8,
+    gallery_identities: int | None = None,
+    seed: int = 0,
+    exclude_source: bool = True,
+    description: str = "",
+    is_demo: bool = False,
+    codes: dict[str, str] | None = None,
+    progress: bool = True,
+) -> StudyBuildSummary:
+    """Create a draft study whose match sets are F''s identity-level top-K for reconstructions
+    made with F; each records its provenance. See `reconstruction.study_builder`."""
+    import secrets
+
+    from tqdm import tqdm
+
+    from reconstruction.recognizers import RECOGNIZERS, get_recognizer
+    from reconstruction.study_builder import (
+        GALLERY_SPLITS,
+        StudyBuildError,
+        file_sha256,
+        gallery_enrol,
+        gallery_pool,
+        query_vectors,
+        reconstructions_available,
+        targets_choose,
+    )
+    from survey.matchsets import CandidateInput, match_set_create, storage_delete, stored_names
+    from survey.models import FvrMethod, Study
+
+    started = time.perf_counter()
+    k = Study._meta.get_field("k").default
+    methods = list(methods or FvrMethod.values)
+    unknown = [m for m in methods if m not in FvrMethod.values]
+    if unknown:
+        raise StudyBuildError(
+            f"unknown method(s) {', '.join(unknown)}; use {', '.join(FvrMethod.values)}"
+        )
+    for name in (recognizer, second):
+        if name not in RECOGNIZERS:
+            raise StudyBuildError(
+                f"unknown recognizer {name!r}; known: {', '.join(sorted(RECOGNIZERS))}"
+            )
+    if per_method < 1:
+        raise StudyBuildError("--per-method must be at least 1")
+    source = FaceDataset.objects.filter(name=dataset).first()
+    if source is None:
+        known = ", ".join(FaceDataset.objects.values_list("name", flat=True)) or "none"
+        raise StudyBuildError(f"unknown dataset {dataset!r}; imported: {known}")
+    if Study.objects.filter(slug=slug).exists():
+        raise StudyBuildError(f"study {slug!r} already exists: pick another --slug")
+
+    pool = gallery_pool(dataset=source)
+    findable = None
+    if exclude_source:
+        # The source photo is excluded: only identities with another gallery photo can be found.
+        findable = {identity for identity, images in pool.items() if len(images) >= 2}
+    available: dict[str, dict[int, Reconstruction]] = {}
+    for method in methods:
+        available[method] = reconstructions_available(
+            dataset=source, method=method, recognizer=recognizer, findable=findable, seed=seed
+        )
+        if not available[method]:
+            raise StudyBuildError(
+                f"no {method} reconstructions with {recognizer} of target images of "
+                f"{dataset!r}"
+                + (" whose identity has another gallery photo" if exclude_source else "")
+                + f": run `manage.py reconstruct --method {method} --dataset {dataset} "
+                f"--recognizer {recognizer}`"
+            )
+    chosen = targets_choose(
+        {m: list(rows) for m, rows in available.items()}, per_method=per_method, seed=seed
+    )
+    required = {identity for ids in chosen.values() for identity in ids}
+    engine_f = get_recognizer(recognizer)
+    engine_f2 = get_recognizer(second)
+    gallery = gallery_enrol(
+        dataset=source,
+        pool=pool,
+        recognizer=second,
+        weights_sha256=engine_f2.weights_sha256,
+        required=required,
+        identities=gallery_identities,
+        seed=seed,
+        k=k,
+    )
+    picks = [(m, identity, available[m][identity]) for m in methods for identity in chosen[m]]
+    pixels = _aligned_pixels_of([row for _, _, row in picks])
+    queries = query_vectors(recognizer=second, pixels=pixels, dataset=source)
+    exclude = [[row.target_id] if exclude_source else [] for _, _, row in picks]
+    top = gallery.search(queries, k=k, by="identity", exclude=exclude)
+    shown_ids = {int(i) for i in top.image_ids.ravel() if i >= 0}
+    images = FaceImage.objects.select_related("identity").in_bulk(shown_ids)
+    names = dict(source.identities.values_list("id", "name"))
+    root = Path(source.root)
+
+    summary = StudyBuildSummary(
+        study_slug=slug,
+        gallery_identities=gallery.description["identities"],
+        gallery_images=len(gallery),
+    )
+    counts = {m: len(chosen[m]) for m in methods}
+    summary.by_method = counts
+    summary.shared_identities = len(set.intersection(*(set(chosen[m]) for m in methods)))
+    gallery_provenance = {
+        "recognizer": second,
+        "splits": [str(s) for s in GALLERY_SPLITS],
+        "identities": gallery.description["identities"],
+        "images": len(gallery),
+        "requested_identities": gallery_identities,
+        "seed": seed,
+        "exclusion": (
+            "the reconstruction's source image is excluded from the search"
+            if exclude_source
+            else "included: the source image may be returned (upper-bound variant)"
+        ),
+        "ranking": f"identity level: each identity's best image, top {k}",
+    }
+    written: list[str] = []
+    created = []
+    try:
+        with transaction.atomic():
+            study = Study.objects.create(
+                slug=slug,
+                title=title,
+                description=description,
+                k=k,
+                questions_per_method=min(5, min(counts.values())),
+                is_demo=is_demo,
+                **(
+                    codes
+                    or {
+                        "completion_code": f"C{secrets.token_hex(5).upper()}",
+                        "failed_attention_code": f"F{secrets.token_hex(5).upper()}",
+                        "no_consent_code": f"N{secrets.token_hex(5).upper()}",
+                    }
+                ),
+            )
+            bar = tqdm(picks, desc="match sets", disable=not progress)
+            for q, (method, identity_id, row) in enumerate(bar):
+                candidates, listed = [], []
+                for rank, (image_id, label, score) in enumerate(
+                    zip(top.image_ids[q], top.labels[q], top.scores[q], strict=True), start=1
+                ):
+                    if image_id < 0:
+                        raise StudyBuildError(
+                            f"the gallery returned fewer than {k} identities for "
+                            f"reconstruction #{row.pk}: enrol more identities"
+                        )
+                    image = images[int(image_id)]
+                    is_true = int(label) == identity_id
+                    candidates.append(
+                        CandidateInput(
+                            rank=rank,
+                            identity=names[int(label)],
+                            image=_candidate_image(image, root),
+                            is_true=is_true,
+                            score=round(float(score), 6),
+                        )
+                    )
+                    listed.append(
+                        {
+                            "rank": rank,
+                            "image_id": image.pk,
+                            "path": image.relative_path,
+                            "identity": names[int(label)],
+                            "score": round(float(score), 6),
+                            "is_true": is_true,
+                        }
+                    )
+                present = any(c.is_true for c in candidates)
+                summary.target_present += present
+                summary.target_absent += not present
+                target = row.target
+                artifact = row.artifact
+                provenance = {
+                    "builder": "build_study",
+                    "dataset": {"name": source.name, "fingerprint": source.fingerprint},
+                    "target": {
+                        "image_id": target.pk,
+                        "path": target.relative_path,
+                        "sha256": target.sha256,
+                        "identity": names[identity_id],
+                    },
+                    "reconstruction": {
+                        "id": row.pk,
+                        "method": row.method,
+                        "config": row.config,
+                        "config_hash": row.config_hash,
+                        "seed": row.seed,
+                        "device": row.device,
+                        "queries": row.queries,
+                        "seconds": round(row.seconds, 3),
+                        "image_sha256": file_sha256(row.image),
+                        "artifact": None
+                        if artifact is None
+                        else {
+                            "id": artifact.pk,
+                            "kind": artifact.kind,
+                            "fitting": artifact.fitting,
+                            "sha256": artifact.sha256,
+                            "dataset": artifact.dataset.name,
+                            "split": artifact.split,
+                        },
+                    },
+                    "F": {"name": row.recognizer, "weights_sha256": row.recognizer_sha256},
+                    "final_cosine": round(row.cosine, 6),
+                    "F_prime": {"name": second, "weights_sha256": engine_f2.weights_sha256},
+                    "gallery": gallery_provenance,
+                    "candidates": listed,
+                    "target_present": present,
+                    "seed": seed,
+                }
+                if row.recognizer_sha256 != engine_f.weights_sha256:
+                    provenance["F"]["note"] = "F's installed weights differ from this run's"
+                created.append(
+                    match_set_create(
+                        study=study,
+                        key=f"{method}-{names[identity_id]}"[:100],
+                        method=method,
+                        query_image=_stored_bytes(row.image),
+                        target_identity=names[identity_id],
+                        candidates=candidates,
+                        provenance=provenance,
+                    )
+                )
+                written += stored_names(created[-1:])
+    except BaseException:
+        storage_delete(written)
+        raise
+    summary.latin_square = (
+        len(methods) > 1
+        and summary.shared_identities == len(required)
+        and len(required) % len(methods) == 0
+        and len(required) // len(methods) >= study.questions_per_method
+    )
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _stored_bytes(field: Any) -> bytes:
+    """The bytes of a stored file (a FieldFile)."""
+    with field.open("rb") as handle:
+        return handle.read()
+
+
+def _aligned_pixels_of(rows: list[Reconstruction]) -> Any:
+    """The stored reconstruction images as one uint8 array (N, 112, 112, 3)."""
+    import numpy as np
+
+    out = []
+    for row in rows:
+        with row.image.open("rb") as handle:
+            out.append(alignment.decode_rgb(handle.read()))
+    return np.stack(out)
+
+
+# --- Metric 1: top-K matching ------------------------------------------------------------------
+
+
+def _reconstruction_vectors(
+    rows: list[Any], *, recognizer: str, device: str, cache_dir: Path | None
+) -> Any:
+    """F' vectors of stored reconstruction images, cached by image name in an .npz file."""
+    import numpy as np
+
+    from reconstruction.recognizers import get_recognizer
+
+    engine = get_recognizer(recognizer)
+    cache: dict[str, Any] = {}
+    cache_file = None
+    if cache_dir is not None:
+        cache_file = Path(cache_dir) / f"{recognizer}-{engine.weights_sha256[:16]}.npz"
+        if cache_file.exists():
+            with np.load(cache_file) as stored:
+                cache = {name: stored[name] for name in stored.files}
+    missing = [row for row in rows if row.image.name not in cache]
+    if missing:
+        pixels = []
+        for row in missing:
+            with row.image.open("rb") as handle:
+                pixels.append(alignment.decode_rgb(handle.read()))  # (112, 112, 3)
+        vectors = engine.embed(np.stack(pixels), device=device)
+        cache.update({row.image.name: v for row, v in zip(missing, vectors, strict=True)})
+        if cache_file is not None:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache_file, **cache)
+    return np.stack([cache[row.image.name] for row in rows]) if rows else None
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN → None (PostgreSQL's jsonb has no NaN); numpy scalars → Python."""
+    import math
+
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def topk_evaluate(
+    *,
+    dataset: str,
+    recognizer: str,
+    out_dir: Path,
+    methods: list[str] | None = None,
+    reconstructions_of: str | None = None,
+    ks: tuple[int, ...] = (5, 10, 15, 20, 25, 30, 35, 40),
+    ns: tuple[int, ...] = (50, 100, 500, 1000, 2500, 5000),
+    k: int = 25,
+    n: int = 1000,
+    sweep: str = "both",
+    trials: int = 10,
+    seed: int = 0,
+    include_source: bool = False,
+    threshold: float | None = None,
+    by: str = "image",
+    baselines: bool = True,
+    cache_dir: Path | None = None,
+    device: str = "cpu",
+) -> Any:
+    """Metric 1 for stored reconstructions in F' = ``recognizer``; files + a TopKRun.
+
+    The gallery pool is every ok target- and gallery-split image of ``dataset`` (train
+    identities never enrol); each trial enrols N − 1 random distractor identities plus the
+    query's true identity. Baselines: the original photo of each target ("photo") and a
+    random other face of the pool ("random"). Reconstruction images are embedded in F' and
+    cached in ``cache_dir``; gallery vectors are the stored Embedding rows.
+    """
+    import numpy as np
+
+    from reconstruction import metric1
+    from reconstruction.gallery import stored_vectors
+    from reconstruction.models import TopKRun
+    from reconstruction.recognizers import get_recognizer
+
+    started = time.perf_counter()
+    source = FaceDataset.objects.get(name=dataset)
+    engine = get_recognizer(recognizer)
+    pool_rows = list(
+        FaceImage.objects.ok()
+        .filter(dataset=source, identity__split__in=[Split.TARGET, Split.GALLERY])
+        .order_by("identity_id", "relative_path")
+        .values_list("id", "identity_id")
+    )
+    if not pool_rows:
+        raise ValueError(f"dataset {dataset!r} has no target or gallery images")
+    pool_ids = np.array([r[0] for r in pool_rows], dtype=np.int64)
+    pool_labels = np.array([r[1] for r in pool_rows], dtype=np.int64)
+    pool = stored_vectors(
+        pool_ids.tolist(), recognizer=recognizer, weights_sha256=engine.weights_sha256
+    )
+    position = {int(i): p for p, i in enumerate(pool_ids)}
+
+    rows = Reconstruction.objects.filter(target__dataset=source).select_related("target")
+    if methods:
+        rows = rows.filter(method__in=methods)
+    if reconstructions_of:
+        rows = rows.filter(recognizer=reconstructions_of)
+    rows = [
+        r
+        for r in rows.order_by("method", "recognizer", "target_id", "id")
+        if r.target_id in position
+    ]
+    if not rows:
+        raise ValueError("no reconstructions of target- or gallery-split images match")
+    several_f = len({r.recognizer for r in rows}) > 1
+    groups = [f"{r.method}/{r.recognizer}" if several_f else r.method for r in rows]
+    vectors = [
+        _reconstruction_vectors(rows, recognizer=recognizer, device=device, cache_dir=cache_dir)
+    ]
+    truth = [r.target.identity_id for r in rows]
+    sources = [r.target_id for r in rows]
+    if baselines:
+        targets = list(dict.fromkeys(r.target_id for r in rows))
+        target_identity = {r.target_id: r.target.identity_id for r in rows}
+        vectors.append(pool[[position[t] for t in targets]])
+        groups += ["photo"] * len(targets)
+        truth += [target_identity[t] for t in targets]
+        sources += targets
+        rng = np.random.default_rng([seed, 1])
+        query_identities = set(truth)
+        others = np.flatnonzero(~np.isin(pool_labels, list(query_identities)))
+        picked = rng.choice(others, size=len(targets), replace=len(others) < len(targets))
+        vectors.append(pool[picked])
+        groups += ["random"] * len(targets)
+        truth += [target_identity[t] for t in targets]
+        sources += pool_ids[picked].tolist()
+    queries = np.concatenate(vectors)
+    group = np.array(groups, dtype=object)
+
+    variants = [("excluded", False)] + ([("included", True)] if include_source else [])
+    out_rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for variant_index, (variant, include) in enumerate(variants):
+        scored = metric1.ScorePool(
+            queries,
+            truth=truth,
+            sources=sources,
+            pool=pool,
+            pool_labels=pool_labels,
+            pool_image_ids=pool_ids,
+            include_source=include,
+        )
+        eligible = scored.distractor_columns()
+        plan = []
+        if sweep in ("k", "both"):
+            plan.append(("k", n, tuple(ks)))
+        if sweep in ("n", "both"):
+            plan += [("n", size, (k,)) for size in ns]
+        for axis, size, sweep_ks in plan:
+            if size - 1 > len(eligible):
+                if variant_index == 0:
+                    notes.append(f"N = {size} skipped: only {len(eligible)} distractor identities")
+                continue
+            rng = np.random.default_rng([seed, size])  # same galleries for both variants
+            results = scored.draw(
+                n=size, ks=sweep_ks, trials=trials, rng=rng, threshold=threshold, by=by
+            )
+            for row in metric1.summarize(results, group=group):
+                out_rows.append({"engine": recognizer, "variant": variant, "sweep": axis, **row})
+
+    out_dir = Path(out_dir)
+    stem = f"metric1_{recognizer}"
+    metric1.write_csv(out_rows, out_dir / f"{stem}.csv")
+    title = f"Metric 1: top-K matching in {recognizer} on {dataset}"
+    notes = [
+        f"{len(rows)} reconstructions ({', '.join(sorted({r.method for r in rows}))}), "
+        f"pool {len(pool_ids)} images of {len(set(pool_labels.tolist()))} identities, "
+        f"{trials} gallery draws per N, {by}-level top-K, threshold {threshold}",
+        "intervals: 2.5–97.5 percentiles over gallery draws (Wilson for pooled in the CSV)",
+        *notes,
+    ]
+    metric1.write_markdown(
+        out_rows, out_dir / f"{stem}.md", title=title, notes=notes, reference=(n, k)
+    )
+    figures = metric1.write_plots(out_rows, out_dir, reference=(n, k), stem=stem)
+    seconds = time.perf_counter() - started
+    config = {
+        "dataset": dataset,
+        "recognizer": recognizer,
+        "methods": methods or [],
+        "reconstructions_of": reconstructions_of or "",
+        "ks": list(ks),
+        "ns": list(ns),
+        "k": k,
+        "n": n,
+        "sweep": sweep,
+        "trials": trials,
+        "seed": seed,
+        "include_source": include_source,
+        "threshold": threshold,
+        "by": by,
+        "baselines": baselines,
+        "dataset_fingerprint": source.fingerprint,
+        "reconstruction_ids": [r.pk for r in rows],
+    }
+    return TopKRun.objects.create(
+        dataset=source,
+        recognizer=recognizer,
+        recognizer_sha256=engine.weights_sha256,
+        methods=sorted({r.method for r in rows}),
+        reconstructions_of=reconstructions_of or "",
+        gallery_n=n,
+        k=k,
+        ks=list(ks),
+        ns=list(ns),
+        sweep=sweep,
+        trials=trials,
+        seed=seed,
+        include_source=include_source,
+        threshold=threshold,
+        ranking=by,
+        config=config,
+        results=_json_safe(
+            {
+                "rows": out_rows,
+                "notes": notes,
+                "files": [
+                    str(p) for p in [out_dir / f"{stem}.csv", out_dir / f"{stem}.md", *figures]
+                ],
+            }
+        ),
+        output_dir=str(out_dir),
+        queries=len(queries),
+        seconds=seconds,
+    )

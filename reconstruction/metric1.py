@@ -1,0 +1,494 @@
+"""Metric 1 — top-K matching accuracy (Wenger et al., "Assessing privacy risks from feature
+vector reconstruction attacks", §V; DESIGN.md "Metric 1"). Pure numpy, no database.
+
+Definitions implemented here (per query x̃ with true identity P, gallery of N identities in
+which P is always enrolled):
+
+- the engine ranks gallery *images* by cosine similarity (``by="image"``, the default and
+  the paper's reading: "F' returned ≥ 1 real image of P in top-K"); the top-K is the K best
+  images, so one identity may fill several slots. ``by="identity"`` ranks identities by
+  their best image instead (K distinct identities), as `Gallery.search(by="identity")`;
+- **tp**: the top-K holds ≥ 1 image of P; **fp**: it holds only wrong identities;
+- with a similarity threshold T, results below T are not returned: **no match** is a query
+  with nothing ≥ T; tp needs P's image ≥ T and in the top-K; otherwise fp. So
+  tpr + fpr + no-match = 1 (without a threshold no-match is 0);
+- the query's source photo (the image the reconstruction was made from) is removed from the
+  gallery (``include_source=False``); the other variant leaves it enrolled;
+- ties follow `Gallery.search`: score descending, then pool row ascending — a wrong image
+  tied with P's best image ranks ahead of it only when it sits on an earlier pool row.
+
+Fast sweeps (`ScorePool`): all queries are scored once against the whole pool of candidate
+gallery images; per query we keep P's best score t and, for every pool identity j, the
+number of j's images ranked ahead of P's best (``ahead[q, j]``) and j's best score. A trial
+draws N − 1 distractor identities D (shared by all queries, like one enrolled collection;
+P added per query), and then P's rank is ``sum(ahead[q, D])`` — exactly the rank
+`Gallery.search` would give over D + {P} — so every K is answered at once and a trial costs
+one gather and a sum over a (Q, N) block.
+
+Table II ("percent of false positives which are from the same class"): per (method, F'),
+among the false-positive queries of one gallery draw, we take each query's top-1 (wrong)
+identity and report the share of false positives whose top-1 is the most frequent such
+identity (`recurring_share`), averaged over draws; the share whose top-1 is shared with at
+least one other false positive (`non_unique_share`) is reported beside it.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "FP",
+    "NO_MATCH",
+    "TP",
+    "Rates",
+    "ScorePool",
+    "TrialResult",
+    "outcomes_from_ranked",
+    "percentile_interval",
+    "rates",
+    "recurring_share",
+    "wilson_interval",
+    "write_csv",
+    "write_markdown",
+    "write_plots",
+]
+
+TP, FP, NO_MATCH = 0, 1, 2
+OUTCOME_NAMES = ("tp", "fp", "no_match")
+Ranking = Literal["image", "identity"]
+PAPER_KS = (5, 10, 15, 20, 25, 30, 35, 40)
+PAPER_NS = (50, 100, 500, 1000, 2500, 5000)
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Shares of the three outcomes over ``n`` queries (they sum to 1)."""
+
+    tpr: float
+    fpr: float
+    no_match: float
+    n: int
+
+
+def outcomes_from_ranked(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    truth: Sequence[int] | np.ndarray,
+    *,
+    k: int,
+    threshold: float | None = None,
+) -> np.ndarray:
+    """Outcome code (TP, FP, NO_MATCH) per query from an engine's ranked results.
+
+    ``labels``/``scores``: (Q, ≥k) identity labels and similarities, best first, padded with
+    label -1 (e.g. `TopK.labels`, or a commercial engine's matches); the engine's order is
+    taken as given. Results below ``threshold`` are dropped before the top-``k`` cut.
+    """
+    labels = np.atleast_2d(np.asarray(labels))[:, :k]
+    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))[:, :k]
+    truth = np.asarray(truth).reshape(-1, 1)
+    returned = labels >= 0
+    if threshold is not None:
+        returned &= scores >= threshold
+    hit = (returned & (labels == truth)).any(axis=1)
+    empty = ~returned.any(axis=1)
+    return np.where(hit, TP, np.where(empty, NO_MATCH, FP)).astype(np.int8)
+
+
+def rates(outcomes: np.ndarray) -> Rates:
+    """tpr, fpr and no-match share of a vector of outcome codes."""
+    outcomes = np.asarray(outcomes).ravel()
+    n = len(outcomes)
+    if not n:
+        return Rates(math.nan, math.nan, math.nan, 0)
+    counts = np.bincount(outcomes, minlength=3)
+    return Rates(counts[TP] / n, counts[FP] / n, counts[NO_MATCH] / n, n)
+
+
+def wilson_interval(successes: int, n: int, *, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial share (``z`` = 1.96: 95 %)."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def percentile_interval(values: Iterable[float], *, level: float = 0.95) -> tuple[float, float]:
+    """Central percentile interval of per-trial values (the spread over gallery draws)."""
+    array = np.asarray(list(values), dtype=np.float64)
+    if not len(array):
+        return (math.nan, math.nan)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(array, [tail, 100 - tail])
+    return (float(low), float(high))
+
+
+def recurring_share(top1_of_false_positives: Sequence[int]) -> tuple[float, float]:
+    """(most frequent identity's share, share on an identity shared with another FP)."""
+    counts = Counter(int(x) for x in top1_of_false_positives)
+    total = sum(counts.values())
+    if not total:
+        return (math.nan, math.nan)
+    mode = max(counts.values())
+    non_unique = sum(c for c in counts.values() if c > 1)
+    return (mode / total, non_unique / total)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One gallery draw at one N: outcome codes (Q, len(ks)) and top-1 identities (Q,)."""
+
+    n: int
+    trial: int
+    ks: tuple[int, ...]
+    outcomes: np.ndarray  # (Q, len(ks)) int8
+    top1: np.ndarray  # (Q,) identity label ranked first (-1: nothing returned)
+
+
+class ScorePool:
+    """Queries scored once against a pool of gallery candidates, for fast gallery draws.
+
+    ``pool``: (P, D) L2-normalised vectors with identity ``pool_labels`` and
+    ``pool_image_ids``; ``queries``: (Q, D) with true identity ``truth`` and source image id
+    ``sources`` (-1: none), excluded from the gallery unless ``include_source``. Every true
+    identity must have ≥ 1 pool image left after the exclusion.
+    """
+
+    def __init__(
+        self,
+        queries: np.ndarray,
+        *,
+        truth: Sequence[int] | np.ndarray,
+        sources: Sequence[int] | np.ndarray,
+        pool: np.ndarray,
+        pool_labels: Sequence[int] | np.ndarray,
+        pool_image_ids: Sequence[int] | np.ndarray,
+        include_source: bool = False,
+    ) -> None:
+        queries = _normalized(queries)  # (Q, D)
+        pool = _normalized(pool)  # (P, D)
+        pool_labels = np.asarray(pool_labels, dtype=np.int64)
+        pool_image_ids = np.asarray(pool_image_ids, dtype=np.int64)
+        truth = np.asarray(truth, dtype=np.int64)
+        sources = np.asarray(sources, dtype=np.int64)
+        self.identities, column = np.unique(pool_labels, return_inverse=True)  # (I,), (P,)
+        self.truth = truth
+        count, identities = len(queries), len(self.identities)
+        scores = queries @ pool.T  # (Q, P)
+        if not include_source:
+            excluded = (pool_image_ids[None, :] == sources[:, None]) & (sources[:, None] >= 0)
+            scores[excluded] = -np.inf
+        is_true = pool_labels[None, :] == truth[:, None]  # (Q, P)
+        true_scores = np.where(is_true, scores, -np.inf)
+        self.true_best = true_scores.max(axis=1)  # (Q,)
+        if np.isneginf(self.true_best).any():
+            missing = truth[np.isneginf(self.true_best)]
+            raise ValueError(f"true identities without a gallery image: {sorted(set(missing))}")
+        rows = np.arange(pool.shape[0])
+        # The lowest pool row among P's images tied at its best score (Gallery.search order).
+        true_row = np.where(true_scores == self.true_best[:, None], rows, len(rows)).min(axis=1)
+        ahead = (scores > self.true_best[:, None]) | (
+            (scores == self.true_best[:, None]) & (rows[None, :] < true_row[:, None])
+        )
+        ahead &= ~is_true
+        order = np.argsort(column, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(column[order]) != 0])
+        self.ahead = np.add.reduceat(ahead[:, order], starts, axis=1).astype(np.int32)  # (Q, I)
+        self.best = np.maximum.reduceat(scores[:, order], starts, axis=1)  # (Q, I)
+        self.true_column = np.searchsorted(self.identities, truth)  # (Q,)
+        if not np.array_equal(self.identities[self.true_column], truth):
+            raise ValueError("a true identity has no image in the pool")
+        self.best[np.arange(count), self.true_column] = -np.inf  # "best wrong" per identity
+        self.queries = count
+        self.size = identities
+
+    def distractor_columns(self, exclude_labels: Iterable[int] = ()) -> np.ndarray:
+        """Pool identity columns eligible as distractors (never a query's true identity)."""
+        banned = np.union1d(self.truth, np.fromiter(exclude_labels, dtype=np.int64))
+        return np.flatnonzero(~np.isin(self.identities, banned))
+
+    def evaluate(
+        self,
+        distractors: np.ndarray,
+        *,
+        ks: Sequence[int],
+        threshold: float | None = None,
+        by: Ranking = "image",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Outcomes (Q, len(ks)) and top-1 labels (Q,) over gallery D + {P} per query.
+
+        ``distractors``: pool identity columns D (without any query's true identity).
+        """
+        block = self.ahead[:, distractors]  # (Q, |D|)
+        rank = (block > 0).sum(axis=1) if by == "identity" else block.sum(axis=1)  # (Q,)
+        ks_array = np.asarray(ks)[None, :]
+        hit = rank[:, None] < ks_array  # (Q, len(ks))
+        best_wrong = self.best[:, distractors]  # (Q, |D|)
+        if best_wrong.shape[1]:
+            top_wrong = distractors[best_wrong.argmax(axis=1)]
+            wrong_score = best_wrong.max(axis=1)
+        else:
+            top_wrong = np.full(self.queries, -1)
+            wrong_score = np.full(self.queries, -np.inf)
+        if threshold is None:
+            outcomes = np.where(hit, TP, FP)
+            empty = np.zeros(self.queries, dtype=bool)
+        else:
+            hit &= (self.true_best >= threshold)[:, None]
+            empty = np.maximum(self.true_best, wrong_score) < threshold
+            outcomes = np.where(hit, TP, np.where(empty[:, None], NO_MATCH, FP))
+        first_is_true = rank == 0
+        top1 = np.where(
+            first_is_true,
+            self.truth,
+            np.where(top_wrong >= 0, self.identities[np.maximum(top_wrong, 0)], -1),
+        )
+        top1 = np.where(empty, -1, top1)
+        return outcomes.astype(np.int8), top1
+
+    def draw(
+        self,
+        *,
+        n: int,
+        ks: Sequence[int],
+        trials: int,
+        rng: np.random.Generator,
+        threshold: float | None = None,
+        by: Ranking = "image",
+        eligible: np.ndarray | None = None,
+    ) -> list[TrialResult]:
+        """``trials`` random galleries of ``n`` identities (P + n − 1 distractors each)."""
+        eligible = self.distractor_columns() if eligible is None else eligible
+        if n - 1 > len(eligible):
+            raise ValueError(f"N = {n} needs {n - 1} distractor identities, {len(eligible)} exist")
+        results = []
+        for trial in range(trials):
+            chosen = rng.choice(eligible, size=n - 1, replace=False)
+            outcomes, top1 = self.evaluate(chosen, ks=ks, threshold=threshold, by=by)
+            results.append(TrialResult(n, trial, tuple(ks), outcomes, top1))
+        return results
+
+
+def _normalized(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+# --- Summaries and files ------------------------------------------------------------------
+
+
+def summarize(
+    results: Sequence[TrialResult], *, group: np.ndarray | None = None
+) -> list[dict[str, object]]:
+    """Long rows per (query group, N, K): mean rates over trials, intervals, Table II share.
+
+    ``group``: (Q,) names (e.g. "eigenfaces", "photo", "random"); all one group if None.
+    """
+    if not results:
+        return []
+    queries = len(results[0].outcomes)
+    group = np.asarray(["all"] * queries if group is None else group, dtype=object)
+    rows: list[dict[str, object]] = []
+    by_n: dict[int, list[TrialResult]] = {}
+    for result in results:
+        by_n.setdefault(result.n, []).append(result)
+    for name in dict.fromkeys(group.tolist()):
+        mask = group == name
+        for n, trials in by_n.items():
+            for position, k in enumerate(trials[0].ks):
+                per_trial = [rates(t.outcomes[mask, position]) for t in trials]
+                pooled = np.concatenate([t.outcomes[mask, position] for t in trials])
+                shares = []
+                for t in trials:
+                    fp = t.outcomes[mask, position] == FP
+                    if fp.any():
+                        shares.append(recurring_share(t.top1[mask][fp]))
+                row: dict[str, object] = {"group": name, "n": n, "k": k}
+                for field, code in (("tpr", TP), ("fpr", FP), ("no_match", NO_MATCH)):
+                    values = [getattr(r, field) for r in per_trial]
+                    low, high = percentile_interval(values)
+                    w_low, w_high = wilson_interval(int((pooled == code).sum()), len(pooled))
+                    row |= {
+                        field: float(np.mean(values)),
+                        f"{field}_p2.5": low,
+                        f"{field}_p97.5": high,
+                        f"{field}_wilson_low": w_low,
+                        f"{field}_wilson_high": w_high,
+                    }
+                row["fp_recurring_share"] = (
+                    float(np.mean([s[0] for s in shares])) if shares else math.nan
+                )
+                row["fp_non_unique_share"] = (
+                    float(np.mean([s[1] for s in shares])) if shares else math.nan
+                )
+                row["queries"] = int(mask.sum())
+                row["trials"] = len(trials)
+                rows.append(row)
+    return rows
+
+
+def write_csv(rows: Sequence[dict[str, object]], path: Path) -> Path:
+    """Write long rows (the union of their keys as columns) to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _percent(value: object) -> str:
+    return (
+        "—"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else (f"{100 * float(value):.1f}")
+    )
+
+
+def write_markdown(
+    rows: Sequence[dict[str, object]],
+    path: Path,
+    *,
+    title: str,
+    notes: Sequence[str] = (),
+    reference: tuple[int, int] = (1000, 25),
+) -> Path:
+    """A Markdown summary: the K sweep, the N sweep and Table II (rates in %)."""
+    n_ref, k_ref = reference
+    lines = [f"# {title}", "", *[f"- {note}" for note in notes], ""]
+    keyed = ("engine", "variant", "group")
+
+    def label(row: dict[str, object]) -> str:
+        return " / ".join(str(row[key]) for key in keyed if key in row)
+
+    def table(selected: list[dict[str, object]], axis: str) -> list[str]:
+        out = [
+            f"| condition | {axis} | tpr % (95% over trials) | fpr % | no match % | queries |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in selected:
+            out.append(
+                f"| {label(row)} | {row[axis]} | {_percent(row['tpr'])} "
+                f"({_percent(row['tpr_p2.5'])}–{_percent(row['tpr_p97.5'])}) | "
+                f"{_percent(row['fpr'])} | {_percent(row['no_match'])} | {row['queries']} |"
+            )
+        return out
+
+    sweep_k = [r for r in rows if r["n"] == n_ref and r.get("sweep") in ("k", None)]
+    sweep_n = [r for r in rows if r["k"] == k_ref and r.get("sweep") in ("n", None)]
+    if sweep_k:
+        lines += [f"## tpr / fpr against K (N = {n_ref})", "", *table(sweep_k, "k"), ""]
+    if sweep_n:
+        lines += [f"## tpr / fpr against N (K = {k_ref})", "", *table(sweep_n, "n"), ""]
+    reference_rows = [
+        r for r in rows if r["n"] == n_ref and r["k"] == k_ref and r.get("sweep") in ("k", None)
+    ] or [r for r in rows if r["n"] == n_ref and r["k"] == k_ref]
+    if reference_rows:
+        lines += [
+            f"## Table II: false positives on one recurring identity (N = {n_ref}, K = {k_ref})",
+            "",
+            "Share of false-positive queries (per gallery draw, averaged) whose top-1 wrong "
+            "identity is that draw's most frequent one; and the share whose top-1 is shared "
+            "with at least one other false positive.",
+            "",
+            "| condition | recurring % | non-unique % | fpr % |",
+            "|---|---|---|---|",
+        ]
+        for row in reference_rows:
+            lines.append(
+                f"| {label(row)} | {_percent(row['fp_recurring_share'])} | "
+                f"{_percent(row['fp_non_unique_share'])} | {_percent(row['fpr'])} |"
+            )
+        lines.append("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    return path
+
+
+def write_plots(
+    rows: Sequence[dict[str, object]],
+    folder: Path,
+    *,
+    reference: tuple[int, int] = (1000, 25),
+    stem: str = "metric1",
+) -> list[Path]:
+    """Figs. 4–6 as PNG and SVG: tpr/fpr against K, against N, and bars per engine."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n_ref, k_ref = reference
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def curves(axis: str, fixed: str, value: int, name: str) -> None:
+        selected = [r for r in rows if r[fixed] == value and r.get("sweep") in (axis, None)]
+        if len({r[axis] for r in selected}) < 2:
+            return
+        figure = Figure(figsize=(10, 4), layout="constrained")
+        FigureCanvasAgg(figure)
+        panels = figure.subplots(1, 2, sharey=True)
+        for panel, field in zip(panels, ("tpr", "fpr"), strict=True):
+            series: dict[str, list[dict[str, object]]] = {}
+            for row in selected:
+                key = " / ".join(str(row[k]) for k in ("engine", "variant", "group") if k in row)
+                series.setdefault(key, []).append(row)
+            for key, points in series.items():
+                points.sort(key=lambda r: r[axis])
+                x = [p[axis] for p in points]
+                y = [100 * p[field] for p in points]
+                low = [100 * p[f"{field}_p2.5"] for p in points]
+                high = [100 * p[f"{field}_p97.5"] for p in points]
+                (line,) = panel.plot(x, y, marker="o", label=key)
+                panel.fill_between(x, low, high, alpha=0.15, color=line.get_color())
+            panel.set_xlabel(axis.upper())
+            panel.set_title(f"{field} ({fixed.upper()} = {value})")
+            panel.set_ylim(-2, 102)
+            if axis == "n":
+                panel.set_xscale("log")
+        panels[0].set_ylabel("%")
+        panels[1].legend(fontsize="small", loc="best")
+        for suffix in ("png", "svg"):
+            path = folder / f"{stem}_{name}.{suffix}"
+            figure.savefig(path, dpi=120)
+            written.append(path)
+
+    curves("k", "n", n_ref, "vs_k")
+    curves("n", "k", k_ref, "vs_n")
+    bars = [r for r in rows if r["n"] == n_ref and r["k"] == k_ref]
+    seen: set[str] = set()
+    unique_bars = []
+    for row in bars:
+        key = " / ".join(str(row[k]) for k in ("engine", "variant", "group") if k in row)
+        if key not in seen:
+            seen.add(key)
+            unique_bars.append((key, row))
+    if unique_bars:
+        figure = Figure(figsize=(max(6, 0.9 * len(unique_bars) + 2), 4.5), layout="constrained")
+        FigureCanvasAgg(figure)
+        axes = figure.subplots()
+        x = np.arange(len(unique_bars))
+        width = 0.27
+        for offset, field in zip((-width, 0, width), ("tpr", "fpr", "no_match"), strict=True):
+            axes.bar(x + offset, [100 * r[field] for _, r in unique_bars], width, label=field)
+        axes.set_xticks(x, [key for key, _ in unique_bars], rotation=30, ha="right")
+        axes.set_ylabel("%")
+        axes.set_title(f"tpr / fpr / no match (N = {n_ref}, K = {k_ref})")
+        axes.legend()
+        for suffix in ("png", "svg"):
+            path = folder / f"{stem}_bars.{suffix}"
+            figure.savefig(path, dpi=120)
+            written.append(path)
+    return written

@@ -1,0 +1,244 @@
+"""From reconstructions to the survey's match sets: target choice, F''s gallery and top-K.
+
+The study design (DESIGN.md, "Match sets"; Wenger et al. 2022, §6): for each reconstruction
+chosen for the study, a second recognizer F' searches a gallery of real faces and its
+identity-level top-5 become the candidates shown beside the reconstruction.
+
+- Targets: per method, one Reconstruction (made with F) per target identity; identities are
+  drawn with a seed, the same ones for every method where possible, so the survey's Latin
+  square (one match set per identity × method) applies.
+- Gallery: the dataset's gallery and target identities (never the reconstructor's training
+  split), embedded with F'; every chosen target identity is enrolled, the other identities
+  are drawn with the seed. The reconstruction's source photo is excluded from the search by
+  default (the attacker does not hold the leaked photo itself); ``exclude_source=False``
+  gives the included variant. With exclusion, a target whose identity has no other gallery
+  photo could never be found, so it is not chosen.
+- Query: the reconstruction image (112×112, ArcFace framing) embedded with F'. dlib-resnet's
+  gallery vectors come from dlib chips (``get_face_chip``, padding 0.25) of the photos, so
+  the reconstruction is cut to the same framing: the chip is taken with the dataset's mean
+  dlib 5-point shape expressed in the ArcFace frame (stored landmarks of the imported faces).
+
+Database reads only; `reconstruction.services.study_build` writes the study.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from reconstruction import alignment
+from reconstruction.models import FaceDataset, FaceImage, Reconstruction, Split
+
+if TYPE_CHECKING:
+    from reconstruction.gallery import Gallery
+
+__all__ = [
+    "GALLERY_SPLITS",
+    "StudyBuildError",
+    "TargetPick",
+    "file_sha256",
+    "gallery_enrol",
+    "query_vectors",
+    "reconstructions_available",
+    "targets_choose",
+]
+
+GALLERY_SPLITS = (Split.GALLERY, Split.TARGET)
+DLIB_SHAPE_SAMPLE = 500  # faces whose landmarks give the mean dlib shape in the ArcFace frame
+
+
+class StudyBuildError(ValueError):
+    """A study cannot be built as asked; the message says what to run or change."""
+
+
+@dataclass(frozen=True)
+class TargetPick:
+    """One chosen reconstruction: its method, target identity and the row itself."""
+
+    method: str
+    identity_id: int
+    reconstruction: Reconstruction
+
+
+def file_sha256(field: object) -> str:
+    """SHA-256 of a stored file (a FieldFile)."""
+    digest = hashlib.sha256()
+    with field.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def reconstructions_available(
+    *,
+    dataset: FaceDataset,
+    method: str,
+    recognizer: str,
+    findable: set[int] | None,
+    seed: int,
+) -> dict[int, Reconstruction]:
+    """Identity id → one reconstruction of ``method`` with F of a target image of that identity.
+
+    Several runs of one target image (configs, seeds): the newest. Several target images of
+    one identity: one drawn with ``seed``. ``findable``: identities allowed (None: all).
+    """
+    rows = (
+        Reconstruction.objects.filter(
+            target__dataset=dataset,
+            method=method,
+            recognizer=recognizer,
+            target__identity__split=Split.TARGET,
+        )
+        .select_related("target__identity", "artifact")
+        .order_by("target_id", "-created_at", "-id")
+    )
+    newest: dict[int, Reconstruction] = {}
+    for row in rows:
+        newest.setdefault(row.target_id, row)
+    by_identity: dict[int, list[Reconstruction]] = {}
+    for row in newest.values():
+        identity_id = row.target.identity_id
+        if findable is None or identity_id in findable:
+            by_identity.setdefault(identity_id, []).append(row)
+    rng = random.Random(f"{seed}:{method}:images")
+    return {
+        identity_id: rng.choice(sorted(options, key=lambda r: r.target_id))
+        for identity_id, options in sorted(by_identity.items())
+    }
+
+
+def targets_choose(
+    available: dict[str, list[int]], *, per_method: int, seed: int
+) -> dict[str, list[int]]:
+    """Per method, up to ``per_method`` identity ids, the same ones across methods first.
+
+    Database-free and deterministic for a seed: identities every method can serve are drawn
+    first (so the Latin square applies); a method short of shared identities is topped up
+    from its own.
+    """
+    methods = list(available)
+    shared = sorted(set.intersection(*(set(ids) for ids in available.values())) if methods else [])
+    random.Random(f"{seed}:shared").shuffle(shared)
+    chosen: dict[str, list[int]] = {}
+    for method in methods:
+        picked = shared[:per_method]
+        if len(picked) < per_method:
+            own = sorted(set(available[method]) - set(picked))
+            random.Random(f"{seed}:{method}").shuffle(own)
+            picked += own[: per_method - len(picked)]
+        chosen[method] = picked
+    return chosen
+
+
+def gallery_pool(*, dataset: FaceDataset) -> dict[int, list[int]]:
+    """Identity id → its ok image ids (by path) in the gallery and target splits."""
+    rows = (
+        FaceImage.objects.ok()
+        .filter(dataset=dataset, identity__split__in=GALLERY_SPLITS)
+        .order_by("identity_id", "relative_path")
+        .values_list("id", "identity_id")
+    )
+    pool: dict[int, list[int]] = {}
+    for image_id, identity_id in rows:
+        pool.setdefault(identity_id, []).append(image_id)
+    return pool
+
+
+def gallery_enrol(
+    *,
+    dataset: FaceDataset,
+    pool: dict[int, list[int]],
+    recognizer: str,
+    weights_sha256: str,
+    required: set[int],
+    identities: int | None,
+    seed: int,
+    k: int,
+) -> Gallery:
+    """F''s gallery: every ``required`` identity plus others drawn with ``seed`` (all: None)."""
+    from reconstruction.gallery import Gallery, stored_vectors
+
+    others = sorted(set(pool) - required)
+    if identities is None:
+        enrolled = sorted(required | set(others))
+    else:
+        if identities < max(k, len(required)):
+            raise StudyBuildError(
+                f"--gallery-identities {identities} is too small: it must hold the "
+                f"{len(required)} target identities and at least K = {k} identities"
+            )
+        if identities > len(pool):
+            raise StudyBuildError(
+                f"--gallery-identities {identities}: the gallery and target splits of "
+                f"{dataset.name!r} hold only {len(pool)} identities with aligned faces"
+            )
+        drawn = random.Random(f"{seed}:gallery").sample(others, identities - len(required))
+        enrolled = sorted(required | set(drawn))
+    if len(enrolled) < k + 1:
+        raise StudyBuildError(
+            f"the gallery is too small: {len(enrolled)} identities in the gallery and target "
+            f"splits of {dataset.name!r}; top-{k} needs at least {k + 1} (import more faces)"
+        )
+    image_ids = [image_id for identity in enrolled for image_id in pool[identity]]
+    labels = [identity for identity in enrolled for _ in pool[identity]]
+    try:
+        vectors = stored_vectors(image_ids, recognizer=recognizer, weights_sha256=weights_sha256)
+    except ValueError as exc:
+        raise StudyBuildError(
+            f"{exc}: run `manage.py embed {dataset.name} --recognizer {recognizer}`"
+        ) from exc
+    return Gallery(
+        vectors,
+        labels=labels,
+        image_ids=image_ids,
+        description={"identities": len(enrolled), "images": len(image_ids)},
+    )
+
+
+def dlib_shape_in_arcface_frame(dataset: FaceDataset) -> np.ndarray:
+    """Mean dlib 5-point shape of the dataset's faces, in the 112×112 ArcFace frame (5, 2)."""
+    rows = (
+        FaceImage.objects.ok()
+        .filter(dataset=dataset)
+        .exclude(dlib_landmarks=None)
+        .order_by("id")
+        .values_list("landmarks", "dlib_landmarks")[:DLIB_SHAPE_SAMPLE]
+    )
+    points = [
+        alignment.apply_transform(
+            alignment.similarity_transform(np.asarray(arc), alignment.ARCFACE_TEMPLATE),
+            np.asarray(dlib_points),
+        )
+        for arc, dlib_points in rows
+    ]
+    if not points:
+        raise StudyBuildError(f"dataset {dataset.name!r} has no dlib landmarks stored")
+    return np.mean(points, axis=0)
+
+
+def query_vectors(*, recognizer: str, pixels: np.ndarray, dataset: FaceDataset) -> np.ndarray:
+    """F''s vectors of reconstructions (uint8 (N, 112, 112, 3), ArcFace frame), cut the way
+    F''s gallery inputs were (see the module docstring)."""
+    from reconstruction.embedding import DLIB_CHIP_PADDING
+    from reconstruction.recognizers import get_recognizer
+
+    engine = get_recognizer(recognizer)
+    if recognizer == "dlib-resnet":
+        import dlib
+
+        shape = dlib_shape_in_arcface_frame(dataset)
+        parts = [dlib.point(round(x), round(y)) for x, y in shape]
+        detection = dlib.full_object_detection(dlib.rectangle(0, 0, 111, 111), parts)
+        pixels = np.stack(
+            [
+                dlib.get_face_chip(
+                    np.ascontiguousarray(p), detection, size=150, padding=DLIB_CHIP_PADDING
+                )
+                for p in pixels
+            ]
+        )
+    return engine.embed(pixels)

@@ -1,0 +1,177 @@
+"""build_study on a few imported LFW identities: tiny Eigenfaces reconstructions, F' top-5."""
+
+import io
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from PIL import Image
+
+from reconstruction.embedding import dataset_embed
+from reconstruction.methods.eigenfaces import EigenfacesConfig
+from reconstruction.models import FaceImage, Reconstruction, Split
+from reconstruction.services import dataset_import, eigenbasis_train, reconstruction_create
+from survey.demo import demo_subset_plan, demo_subset_write
+from survey.models import MatchSet, Study
+
+pytestmark = [pytest.mark.django_db, pytest.mark.facedata, pytest.mark.slow]
+
+DATASET = "tiny"
+
+
+def tiny_reconstructed_dataset(face_data: Path, tmp_path: Path) -> list[Reconstruction]:
+    """3 target identities (3 photos), 4 train (2), 4 distractors (1); mobileface embeddings;
+    a PCA basis; one tiny Eigenfaces reconstruction (F = mobileface) per target identity."""
+    from reconstruction.model_store import ModelStoreError
+    from reconstruction.recognizers import get_recognizer
+
+    try:
+        get_recognizer("mobileface").network("cpu")
+    except ModelStoreError as exc:
+        pytest.skip(f"mobileface model files unavailable: {exc}")
+    plan = demo_subset_plan(faces_root=face_data / "lfw", targets=3, train=4, distractors=4, seed=5)
+    root = demo_subset_write(plan=plan, dest=tmp_path / "faces")
+    dataset_import(
+        name=DATASET, path=root, splits="target=0.27@3,train=0.37@2,gallery=0.36", progress=False
+    )
+    dataset_embed(dataset=DATASET, recognizer="mobileface", progress=False)
+    basis = eigenbasis_train(dataset=DATASET, method="pca", preset="tiny", progress=False)
+    firsts: dict[int, FaceImage] = {}
+    for image in (
+        FaceImage.objects.ok()
+        .filter(identity__split=Split.TARGET)
+        .order_by("identity__name", "relative_path")
+    ):
+        firsts.setdefault(image.identity_id, image)
+    return [
+        reconstruction_create(
+            target=image,
+            method="eigenfaces",
+            recognizer="mobileface",
+            config=EigenfacesConfig.tiny(),
+            seed=1,
+            artifact=basis,
+            progress=False,
+        )[0]
+        for image in firsts.values()
+    ]
+
+
+@pytest.fixture
+def reconstructions(face_data: Path, tmp_path: Path) -> list[Reconstruction]:
+    return tiny_reconstructed_dataset(face_data, tmp_path)
+
+
+def build(*args: str) -> str:
+    out = io.StringIO()
+    call_command(
+        "build_study",
+        "--dataset", DATASET, "--recognizer", "mobileface", "--no-progress", *args,
+        stdout=out,
+    )  # fmt: skip
+    return out.getvalue()
+
+
+def test_match_sets_hold_the_top5_of_f_prime_with_provenance(reconstructions):
+    out = build(
+        "--slug", "s1", "--title", "Built", "--second", "mobileface",
+        "--methods", "eigenfaces", "--per-method", "8", "--seed", "3",
+    )  # fmt: skip
+    study = Study.objects.get(slug="s1")
+    assert (study.status, study.k, study.is_demo) == (Study.Status.DRAFT, 5, False)
+    codes = [study.completion_code, study.failed_attention_code, study.no_consent_code]
+    assert all(codes)
+    assert len(set(codes)) == 3
+    match_sets = list(MatchSet.objects.filter(study=study).prefetch_related("candidates"))
+    # Every target identity has two more photos in the gallery, so all three are usable.
+    assert len(match_sets) == 3
+    assert study.questions_per_method == 3
+    assert "Built draft study 's1': 3 match sets (eigenfaces 3)" in out
+    by_id = {r.pk: r for r in reconstructions}
+    for match_set in match_sets:
+        p = match_set.provenance
+        row = by_id[p["reconstruction"]["id"]]
+        assert match_set.method == "eigenfaces"
+        assert match_set.target_identity == row.target.identity.name == p["target"]["identity"]
+        assert p["dataset"]["name"] == DATASET
+        assert len(p["dataset"]["fingerprint"]) == 64
+        assert p["target"]["path"] == row.target.relative_path
+        assert p["target"]["sha256"] == row.target.sha256
+        assert p["reconstruction"]["config"] == row.config
+        assert p["reconstruction"]["seed"] == 1
+        assert p["reconstruction"]["artifact"]["sha256"] == row.artifact.sha256
+        assert p["F"] == {"name": "mobileface", "weights_sha256": row.recognizer_sha256}
+        assert p["F_prime"]["name"] == "mobileface"
+        assert len(p["F_prime"]["weights_sha256"]) == 64
+        assert p["final_cosine"] == pytest.approx(row.cosine, abs=1e-6)
+        gallery = p["gallery"]
+        assert "excluded" in gallery["exclusion"]
+        assert gallery["identities"] == 7  # 3 targets + 4 distractors; train never enrolled
+        assert 10 <= gallery["images"] <= 13  # 3 targets × 3 photos + 4 distractors
+        candidates = list(match_set.candidates.all())
+        assert [c.rank for c in candidates] == [1, 2, 3, 4, 5]
+        assert len({c.identity for c in candidates}) == 5  # identity-level top-5
+        paths = [c["path"] for c in p["candidates"]]
+        assert row.target.relative_path not in paths  # the source photo is excluded
+        scores = [c.score for c in candidates]
+        assert scores == sorted(scores, reverse=True)
+        for c, listed in zip(candidates, p["candidates"], strict=True):
+            assert c.is_true == (c.identity == match_set.target_identity) == listed["is_true"]
+            assert listed["identity"] == c.identity
+        assert p["target_present"] == any(c.is_true for c in candidates)
+        with match_set.query_image.open("rb") as handle, Image.open(handle) as image:
+            assert (image.format, image.size) == ("JPEG", (224, 224))
+
+
+def test_include_source_and_gallery_draw_are_recorded(reconstructions):
+    build(
+        "--slug", "s2", "--title", "Included", "--second", "mobileface",
+        "--methods", "eigenfaces", "--per-method", "2", "--include-source",
+        "--gallery-identities", "6", "--seed", "4",
+    )  # fmt: skip
+    study = Study.objects.get(slug="s2")
+    assert study.match_sets.count() == 2
+    assert study.questions_per_method == 2
+    for match_set in study.match_sets.all():
+        gallery = match_set.provenance["gallery"]
+        assert gallery["exclusion"].startswith("included")
+        assert (gallery["identities"], gallery["requested_identities"]) == (6, 6)
+
+
+def test_the_same_target_identities_serve_every_method(reconstructions):
+    # Stand-in NBNet rows (the tiny Eigenfaces images) so that two methods can be compared.
+    for row in reconstructions:
+        row.pk, row.method, row.config_hash = None, "nbnet", "n" * 64
+        row.save()
+    build(
+        "--slug", "s3", "--title", "Two methods", "--second", "mobileface",
+        "--methods", "eigenfaces,nbnet", "--per-method", "2", "--seed", "9",
+    )  # fmt: skip
+    study = Study.objects.get(slug="s3")
+    by_method = {
+        m: set(study.match_sets.filter(method=m).values_list("target_identity", flat=True))
+        for m in ("eigenfaces", "nbnet")
+    }
+    assert len(by_method["eigenfaces"]) == 2
+    assert by_method["eigenfaces"] == by_method["nbnet"]
+
+
+def test_bad_requests_are_clear_errors_and_create_nothing(reconstructions):
+    common = ["--slug", "bad", "--title", "Bad", "--methods", "eigenfaces"]
+    with pytest.raises(CommandError, match="unknown recognizer 'nope'"):
+        build(*common, "--second", "nope")
+    with pytest.raises(CommandError, match="no nbnet reconstructions with mobileface"):
+        build("--slug", "bad", "--title", "Bad", "--methods", "nbnet", "--second", "mobileface")
+    with pytest.raises(CommandError, match="--gallery-identities 2 is too small"):
+        build(*common, "--second", "mobileface", "--gallery-identities", "2")
+    with pytest.raises(CommandError, match="lack a current dlib-resnet embedding"):
+        build(*common, "--second", "dlib-resnet")
+    with pytest.raises(CommandError, match="unknown dataset"):
+        call_command(
+            "build_study", *common, "--dataset", "none", "--recognizer", "mobileface",
+            "--second", "mobileface",
+        )  # fmt: skip
+    assert not Study.objects.exists()
+    build(*common, "--second", "mobileface", "--per-method", "1")
+    with pytest.raises(CommandError, match="already exists"):
+        build(*common, "--second", "mobileface")
