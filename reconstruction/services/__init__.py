@@ -1,0 +1,35 @@
+"""Service functions of the reconstruction app: writes that touch several rows or files.
+
+One module per part of the pipeline; everything public is re-exported here, so callers
+import from `reconstruction.services`.
+"""
+
+from reconstruction.services.faces import ImportSummary, dataset_import
+from reconstruction.services.reconstructions import (
+    EMBEDDED_ALIGNED_INPUT,
+    ReconstructorTrainError,
+    ReconstructorTrainSummary,
+    ReconstructSummary,
+    eigenbasis_train,
+    reconstruct_targets,
+    reconstruction_create,
+    reconstructor_train,
+)
+from reconstruction.services.studies import StudyBuildSummary, study_build
+from reconstruction.services.topk import topk_evaluate
+
+__all__ = [
+    "EMBEDDED_ALIGNED_INPUT",
+    "ImportSummary",
+    "ReconstructSummary",
+    "ReconstructorTrainError",
+    "ReconstructorTrainSummary",
+    "StudyBuildSummary",
+    "dataset_import",
+    "eigenbasis_train",
+    "reconstruct_targets",
+    "reconstruction_create",
+    "reconstructor_train",
+    "study_build",
+    "topk_evaluate",
+]
