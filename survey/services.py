@@ -123,6 +123,9 @@ def participant_enter(
     try:
         with transaction.atomic():
             locked = _locked_study(study.pk)
+            arrived = Participant.objects.filter(study=locked, pseudonym=pseudonym).first()
+            if arrived is not None:
+                return arrived  # The same person's other request got here first.
             if Participant.objects.filter(study=locked, session_id=session).exists():
                 # A Prolific session belongs to one person: a second PID with it is tampering.
                 raise EntryRefused(
