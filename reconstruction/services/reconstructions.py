@@ -43,6 +43,17 @@ def _config_hash(config: dict, **provenance: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _artifact_store(artifact: ReconstructorArtifact, name: str, data: bytes) -> None:
+    """Write the artifact's file, then its row; a failed row write removes the file again."""
+    artifact.file.save(name, ContentFile(data), save=False)
+    try:
+        with transaction.atomic():
+            artifact.save()
+    except BaseException:
+        files_delete([artifact.file.name])
+        raise
+
+
 def eigenbasis_train(
     *,
     dataset: str,
@@ -111,13 +122,7 @@ def eigenbasis_train(
         sha256=digest,
         seconds=time.perf_counter() - started,
     )
-    artifact.file.save("basis.pt", ContentFile(data), save=False)
-    try:
-        with transaction.atomic():
-            artifact.save()
-    except BaseException:
-        files_delete([artifact.file.name])
-        raise
+    _artifact_store(artifact, "basis.pt", data)
     return artifact
 
 
@@ -583,13 +588,7 @@ def reconstructor_train(
         sha256=digest,
         seconds=time.perf_counter() - started,
     )
-    artifact.file.save("weights.pt", ContentFile(data), save=False)
-    try:
-        with transaction.atomic():
-            artifact.save()
-    except BaseException:
-        files_delete([artifact.file.name])
-        raise
+    _artifact_store(artifact, "weights.pt", data)
     shutil.rmtree(run_dir, ignore_errors=True)
     summary.artifact, summary.created = artifact, True
     summary.seconds = time.perf_counter() - started
