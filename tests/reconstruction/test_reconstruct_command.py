@@ -1,8 +1,6 @@
 """train_eigenbasis and reconstruct end to end on a few imported LFW identities (tiny presets)."""
 
 import io
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,35 +9,10 @@ from django.core.management import CommandError, call_command
 from PIL import Image
 
 from reconstruction.models import Reconstruction, ReconstructorArtifact
-from reconstruction.services import dataset_import
 
 pytestmark = [pytest.mark.django_db, pytest.mark.facedata]
 
 # Two identities for the basis (train), two attacked (target): disjoint people.
-IDENTITIES = {"Abdullah_Gul": 3, "Adrien_Brody": 3, "Alejandro_Toledo": 1, "Alvaro_Uribe": 1}
-
-
-@pytest.fixture
-def mobileface() -> None:
-    from reconstruction.model_store import ModelStoreError
-    from reconstruction.recognizers import get_recognizer
-
-    try:
-        get_recognizer("mobileface").network("cpu")
-    except ModelStoreError as exc:
-        pytest.skip(f"mobileface model files unavailable: {exc}")
-
-
-@pytest.fixture
-def tiny_lfw(face_data: Path, tmp_path: Path) -> str:
-    root = tmp_path / "lfw-tiny"
-    for name, count in IDENTITIES.items():
-        (root / name).mkdir(parents=True)
-        for path in sorted((face_data / "lfw" / name).glob("*.jpg"))[:count]:
-            shutil.copy(path, root / name / path.name)
-    # Identities with 3 photos go to train, those with 1 to target (the @N rule fills first).
-    dataset_import(name="tiny", path=root, splits="train=0.5@3,target=0.5", progress=False)
-    return "tiny"
 
 
 def test_reconstruct_command_stores_images_and_skips_targets_already_done(

@@ -2,7 +2,6 @@
 identities (tiny presets, F = mobileface, CPU)."""
 
 import io
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,35 +11,12 @@ from django.core.management import CommandError, call_command
 from PIL import Image
 
 from reconstruction.models import Embedding, FaceImage, Reconstruction, ReconstructorArtifact
-from reconstruction.services import EMBEDDED_ALIGNED_INPUT, dataset_import
+from reconstruction.services import EMBEDDED_ALIGNED_INPUT
 
 pytestmark = [pytest.mark.django_db, pytest.mark.facedata]
 
 # Two identities to train on, two attacked (target): disjoint people.
-IDENTITIES = {"Abdullah_Gul": 3, "Adrien_Brody": 3, "Alejandro_Toledo": 1, "Alvaro_Uribe": 1}
 OUTPUT_SIZES = {"nbnet": 20, "naive": 14, "vec2face": 8}  # tiny presets, stored at 112
-
-
-@pytest.fixture
-def mobileface() -> None:
-    from reconstruction.model_store import ModelStoreError
-    from reconstruction.recognizers import get_recognizer
-
-    try:
-        get_recognizer("mobileface").network("cpu")
-    except ModelStoreError as exc:
-        pytest.skip(f"mobileface model files unavailable: {exc}")
-
-
-@pytest.fixture
-def tiny_lfw(face_data: Path, tmp_path: Path) -> str:
-    root = tmp_path / "lfw-tiny"
-    for name, count in IDENTITIES.items():
-        (root / name).mkdir(parents=True)
-        for path in sorted((face_data / "lfw" / name).glob("*.jpg"))[:count]:
-            shutil.copy(path, root / name / path.name)
-    dataset_import(name="tiny", path=root, splits="train=0.5@3,target=0.5", progress=False)
-    return "tiny"
 
 
 def train(tmp_path: Path, method: str, *extra: str, dataset: str = "tiny") -> str:
