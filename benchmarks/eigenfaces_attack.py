@@ -12,7 +12,9 @@ Smaller: ``--targets 3 --iterations 300``. GPU: ``--recognizer faceres --device 
 - Gallery: N = ``--gallery`` identities, one enrolled photo each: every 10-photo identity with
   its second photo (so a target's source photo is excluded), then 1-photo identities by name.
   Top-5: share of reconstructions whose 5 nearest gallery vectors (cosine, exact numpy search)
-  include the true identity, in F' = F and in F' = dlib-resnet. Chance: 5 / N.
+  include the true identity, in F' = F and in F' = dlib-resnet. Chance: 5 / N. dlib's ResNet
+  sees each face in its own framing: gallery and source photos as ``get_face_chip`` crops, a
+  reconstruction (ArcFace frame) as the chip cut with the basis faces' mean dlib shape.
 
 Aligned crops are cached under ``--cache`` (default /tmp/fvr_eigenfaces_bench): they are
 derived from real photos, so keep them outside the repository. ``--save-images DIR`` writes
@@ -27,6 +29,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,25 +49,63 @@ def lfw_identities(root: Path) -> dict[str, list[Path]]:
     }
 
 
-def aligned_faces(paths: list[Path], cache: Path, tag: str) -> tuple[np.ndarray, list[bool]]:
-    """Aligned 112×112 crops of ``paths`` (zeros where no face), cached by the path list."""
+@dataclass
+class Faces:
+    """Aligned crops of photos, with what dlib's ResNet needs to see the same faces."""
+
+    aligned: np.ndarray  # (N, 112, 112, 3) uint8, zeros where no face was found
+    chips: np.ndarray  # (N, 150, 150, 3) uint8 dlib get_face_chip crops of the photos
+    dlib_in_arcface: np.ndarray  # (N, 5, 2) dlib 5-point shape in the 112×112 ArcFace frame
+    found: np.ndarray  # (N,) bool
+
+    def ok(self) -> Faces:
+        return Faces(
+            self.aligned[self.found],
+            self.chips[self.found],
+            self.dlib_in_arcface[self.found],
+            self.found[self.found],
+        )
+
+
+def aligned_faces(paths: list[Path], cache: Path, tag: str) -> Faces:
+    """Aligned 112×112 crops and dlib chips of ``paths``, cached by the path list."""
     digest = hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:16]
-    file = cache / f"{tag}-{digest}.npz"
+    file = cache / f"{tag}-v2-{digest}.npz"
     if file.exists():
         data = np.load(file)
-        return data["faces"], data["found"].tolist()
+        return Faces(data["aligned"], data["chips"], data["dlib_in_arcface"], data["found"])
+    import dlib
     from tqdm import tqdm
 
-    faces = np.zeros((len(paths), alignment.ALIGNED_SIZE, alignment.ALIGNED_SIZE, 3), np.uint8)
-    found = []
+    from reconstruction.embedding import DLIB_CHIP_PADDING
+
+    size = alignment.ALIGNED_SIZE
+    faces = Faces(
+        np.zeros((len(paths), size, size, 3), np.uint8),
+        np.zeros((len(paths), 150, 150, 3), np.uint8),
+        np.zeros((len(paths), 5, 2)),
+        np.zeros(len(paths), bool),
+    )
     for i, path in enumerate(tqdm(paths, desc=f"align {tag}", unit="img")):
-        result = alignment.align_face(alignment.decode_rgb(path.read_bytes()))
-        found.append(result.face is not None)
-        if result.face is not None:
-            faces[i] = result.face.aligned
+        pixels = alignment.decode_rgb(path.read_bytes())
+        face = alignment.align_face(pixels).face
+        if face is None:
+            continue
+        faces.found[i] = True
+        faces.aligned[i] = face.aligned
+        parts = [dlib.point(round(x), round(y)) for x, y in face.dlib_points]
+        shape = dlib.full_object_detection(dlib.rectangle(*face.detection.box), parts)
+        faces.chips[i] = dlib.get_face_chip(pixels, shape, size=150, padding=DLIB_CHIP_PADDING)
+        faces.dlib_in_arcface[i] = alignment.apply_transform(face.matrix, face.dlib_points)
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez(file, faces=faces, found=np.array(found))
-    return faces, found
+    np.savez(
+        file,
+        aligned=faces.aligned,
+        chips=faces.chips,
+        dlib_in_arcface=faces.dlib_in_arcface,
+        found=faces.found,
+    )
+    return faces
 
 
 def top5(queries: np.ndarray, gallery: np.ndarray, truth: list[int], k: int = 5) -> float:
@@ -108,13 +149,17 @@ def main(argv: list[str] | None = None) -> int:
 
     # Basis on identities disjoint from every target and gallery identity.
     basis_names = few[: args.basis_identities]
+    basis_faces = aligned_faces(
+        [p for name in basis_names for p in identities[name]], args.cache, "basis"
+    ).ok()
+    # dlib's ResNet sees a reconstruction (ArcFace frame) through the mean dlib shape of the
+    # basis faces in that frame, as reconstruction.study_builder.query_vectors does.
+    dlib_shape = basis_faces.dlib_in_arcface.mean(axis=0)
     if args.basis_file and args.basis_file.exists():
         basis = EigenBasis.load(args.basis_file)
         print(f"basis: {args.basis_file} ({basis.meta.get('n_images')} images)")
     else:
-        paths = [p for name in basis_names for p in identities[name]]
-        faces, found = aligned_faces(paths, args.cache, "basis")
-        faces = faces[np.array(found)]
+        faces = basis_faces.aligned
         start = time.perf_counter()
         config = EigenBasisConfig(method=args.basis_method, epochs=args.basis_epochs)
         basis = fit_eigenbasis(faces, config=config, seed=args.seed)
@@ -130,13 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     # Gallery: every 10-photo identity by its second photo, then 1-photo identities.
     gallery_names = (ten + single)[: args.gallery]
     gallery_paths = [identities[n][1 if n in ten else 0] for n in gallery_names]
-    gallery_faces, gallery_found = aligned_faces(gallery_paths, args.cache, "gallery")
-    keep = np.array(gallery_found)
-    gallery_names = [n for n, ok in zip(gallery_names, gallery_found, strict=True) if ok]
-    gallery_faces = gallery_faces[keep]
-    source_faces, source_found = aligned_faces(
-        [identities[n][0] for n in targets], args.cache, "targets"
-    )
+    gallery = aligned_faces(gallery_paths, args.cache, "gallery")
+    gallery_names = [n for n, ok in zip(gallery_names, gallery.found, strict=True) if ok]
+    gallery = gallery.ok()
+    sources = aligned_faces([identities[n][0] for n in targets], args.cache, "targets")
 
     recognizer = get_recognizer(args.recognizer)
     config = EigenfacesConfig()
@@ -153,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device: {device_name}, torch threads: {torch.get_num_threads()}")
     rows = []
     images = []
-    for name, face, ok in zip(targets, source_faces, source_found, strict=True):
+    for name, face, ok in zip(targets, sources.aligned, sources.found, strict=True):
         if not ok:
             print(f"{name}: no face found in the source photo, skipped")
             continue
@@ -210,14 +252,22 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "gallery_identities": len(gallery_names),
     }
+    from reconstruction.study_builder import dlib_chips_in_arcface_frame  # needs django.setup()
+
     for second in dict.fromkeys([args.recognizer, args.second]):
         engine = get_recognizer(second)
         start = time.perf_counter()
-        gallery = engine.embed(gallery_faces, device=args.device)
-        queries = engine.embed(recon, device=args.device)
-        originals = engine.embed(source_faces[np.array(source_found)], device=args.device)
-        summary[f"top5_{second}"] = top5(queries, gallery, truth)
-        summary[f"top5_{second}_real_source"] = top5(originals, gallery, truth)
+        if second == "dlib-resnet":
+            # dlib's own framing: chips of the photos, the mean-shape chip of a reconstruction.
+            gallery_vectors = engine.embed(gallery.chips, device=args.device)
+            queries = engine.embed(dlib_chips_in_arcface_frame(recon, dlib_shape))
+            originals = engine.embed(sources.ok().chips, device=args.device)
+        else:
+            gallery_vectors = engine.embed(gallery.aligned, device=args.device)
+            queries = engine.embed(recon, device=args.device)
+            originals = engine.embed(sources.ok().aligned, device=args.device)
+        summary[f"top5_{second}"] = top5(queries, gallery_vectors, truth)
+        summary[f"top5_{second}_real_source"] = top5(originals, gallery_vectors, truth)
         print(
             f"top-5 in {second} among N = {len(gallery_names)}: reconstructions "
             f"{summary[f'top5_{second}']:.2f}, the real source photos "

@@ -40,6 +40,7 @@ __all__ = [
     "GALLERY_SPLITS",
     "StudyBuildError",
     "TargetPick",
+    "dlib_chips_in_arcface_frame",
     "file_sha256",
     "gallery_enrol",
     "query_vectors",
@@ -223,22 +224,28 @@ def dlib_shape_in_arcface_frame(dataset: FaceDataset) -> np.ndarray:
 def query_vectors(*, recognizer: str, pixels: np.ndarray, dataset: FaceDataset) -> np.ndarray:
     """F''s vectors of reconstructions (uint8 (N, 112, 112, 3), ArcFace frame), cut the way
     F''s gallery inputs were (see the module docstring)."""
-    from reconstruction.embedding import DLIB_CHIP_PADDING
     from reconstruction.recognizers import get_recognizer
 
     engine = get_recognizer(recognizer)
     if recognizer == "dlib-resnet":
-        import dlib
-
-        shape = dlib_shape_in_arcface_frame(dataset)
-        parts = [dlib.point(round(x), round(y)) for x, y in shape]
-        detection = dlib.full_object_detection(dlib.rectangle(0, 0, 111, 111), parts)
-        pixels = np.stack(
-            [
-                dlib.get_face_chip(
-                    np.ascontiguousarray(p), detection, size=150, padding=DLIB_CHIP_PADDING
-                )
-                for p in pixels
-            ]
-        )
+        pixels = dlib_chips_in_arcface_frame(pixels, dlib_shape_in_arcface_frame(dataset))
     return engine.embed(pixels)
+
+
+def dlib_chips_in_arcface_frame(pixels: np.ndarray, shape: np.ndarray) -> np.ndarray:
+    """dlib's 150×150 chips of 112×112 ArcFace-frame faces (N, 112, 112, 3), cut with one
+    dlib 5-point ``shape`` (5, 2) in that frame: the framing dlib's ResNet was trained on."""
+    import dlib
+
+    from reconstruction.embedding import DLIB_CHIP_PADDING
+
+    parts = [dlib.point(round(x), round(y)) for x, y in shape]
+    detection = dlib.full_object_detection(dlib.rectangle(0, 0, 111, 111), parts)
+    return np.stack(
+        [
+            dlib.get_face_chip(
+                np.ascontiguousarray(p), detection, size=150, padding=DLIB_CHIP_PADDING
+            )
+            for p in pixels
+        ]
+    )
