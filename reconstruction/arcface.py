@@ -143,9 +143,12 @@ def train_extractor(
     checkpoint_dir: str | Path | None = None,
     progress: bool = False,
     max_steps: int | None = None,
+    checkpoint_every: int = 1000,
+    log_every: int = 50,
 ) -> TrainResult:
     """Train a backbone with the ArcFace loss on (N, 3, H, W) images in [-1, 1] and (N,)
-    integer identity labels; returns the backbone (eval mode) and the head in ``extras``."""
+    integer identity labels; returns the backbone (eval mode) and the head in ``extras``.
+    ``checkpoint_every`` and ``log_every`` are in steps (e.g. one epoch's)."""
     config = config or ExtractorConfig()
     name = backbone if isinstance(backbone, str) else type(backbone).__name__
     model = build_backbone(backbone) if isinstance(backbone, str) else backbone
@@ -214,6 +217,8 @@ def train_extractor(
         run_meta=meta,
         checkpoint_dir=checkpoint_dir,
         max_steps=max_steps,
+        checkpoint_every=checkpoint_every,
+        log_every=log_every,
         progress=progress,
         description=f"arcface {name}",
         is_main_process=rank == 0,

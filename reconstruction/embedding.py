@@ -142,8 +142,12 @@ def dataset_embed(
     device: str = "cpu",
     batch_size: int = 64,
     progress: bool = True,
+    weights: str | Path | None = None,
 ) -> EmbedSummary:
     """Embed a dataset's ok images with ``recognizer``; compute only new or changed inputs.
+
+    ``weights``: the state-dict file of an ArcFace backbone (``arcface-r50``,
+    ``arcface-effnet``); the registered recognizers take none.
 
     An image is (re)computed when it has no Embedding for the recognizer's current weights,
     or its stored one has another source SHA-256 or preprocessing. Each batch is written in
@@ -151,7 +155,7 @@ def dataset_embed(
     """
     from tqdm import tqdm
 
-    from reconstruction.recognizers import RECOGNIZERS, get_recognizer
+    from reconstruction.recognizers import ARCFACE_RECOGNIZERS, RECOGNIZERS, get_recognizer
 
     started = time.perf_counter()
     if batch_size < 1:
@@ -161,18 +165,21 @@ def dataset_embed(
     except FaceDataset.DoesNotExist:
         known = ", ".join(FaceDataset.objects.values_list("name", flat=True)) or "none"
         raise EmbedError(f"unknown dataset {dataset!r}; imported: {known}") from None
-    if recognizer not in RECOGNIZERS:
-        known = ", ".join(sorted(RECOGNIZERS))
+    if recognizer not in RECOGNIZERS and recognizer not in ARCFACE_RECOGNIZERS:
+        known = ", ".join([*sorted(RECOGNIZERS), *ARCFACE_RECOGNIZERS])
         raise EmbedError(f"unknown recognizer {recognizer!r}; known: {known}")
     if device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise EmbedError(f"device {device!r} requested but CUDA is not available")
-    model = get_recognizer(recognizer)
+    try:
+        model = get_recognizer(recognizer, weights)
+        weights = model.weights_sha256
+    except (KeyError, ValueError, OSError) as exc:
+        raise EmbedError(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from exc
     spec = INPUTS.get(recognizer, DEFAULT_INPUT)
     preprocessing = f"input: {spec.description} | {model.preprocessing}"
-    weights = model.weights_sha256
     summary = EmbedSummary(
         dataset=data.name,
         fingerprint=data.fingerprint,
@@ -225,6 +232,7 @@ def dataset_embed(
                     weights_sha256=weights,
                     preprocessing=preprocessing,
                     source_sha256=image.sha256,
+                    dataset_fingerprint=data.fingerprint,
                     dim=vectors.shape[1],
                     vector=np.ascontiguousarray(vector, dtype="<f4").tobytes(),
                 )
@@ -235,7 +243,13 @@ def dataset_embed(
                     rows,
                     update_conflicts=True,
                     unique_fields=["image", "recognizer", "weights_sha256"],
-                    update_fields=["preprocessing", "source_sha256", "dim", "vector"],
+                    update_fields=[
+                        "preprocessing",
+                        "source_sha256",
+                        "dataset_fingerprint",
+                        "dim",
+                        "vector",
+                    ],
                 )
             for image in batch:
                 if image.id in stored:

@@ -143,6 +143,11 @@ class Embedding(models.Model):
     source_sha256 = models.CharField(
         max_length=64, help_text="The image's source SHA-256 when embedded: stale if it differs."
     )
+    dataset_fingerprint = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The dataset's fingerprint (its imported version) when this was embedded.",
+    )
     dim = models.PositiveIntegerField()
     vector = models.BinaryField(help_text="dim little-endian float32 values.")
     created_at = models.DateTimeField(auto_now_add=True)

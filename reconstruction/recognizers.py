@@ -32,6 +32,13 @@ embeddings ``(N, D)``; matching is cosine similarity.
   are resized to 150×150 first, and crops aligned to another template (e.g. ArcFace 112×112)
   work but lose accuracy. CPU only, not differentiable.
 
+- ``arcface-r50`` and ``arcface-effnet``: the torch backbones of ``reconstruction.arcface``
+  (iresnet50, EfficientNet-B0), 512-D, fed the stored 112×112 ArcFace crop as RGB in [-1, 1]
+  (insightface's ``(x / 255 − 0.5) / 0.5``). No weights ship: they need a ``.pth`` state dict
+  (insightface's ``backbone.pth`` or a file written by ``train_extractor``), given as
+  ``get_recognizer(name, weights=PATH)`` (``embed --weights PATH``); they are not in
+  ``RECOGNIZERS``, which lists the recognizers usable without a file.
+
 The TF.js models run in PyTorch through ``reconstruction.networks.tfjs_graph`` and are
 differentiable (``network()``); weights come from ``reconstruction.model_store`` (npm,
 SHA-256 verified) and load lazily, once per process and device.
@@ -43,6 +50,7 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, cached_property
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -54,7 +62,9 @@ from reconstruction.model_store import TFJS_MODELS, sha256_file, tfjs_model_path
 from reconstruction.networks.tfjs_graph import TfjsGraph
 
 __all__ = [
+    "ARCFACE_RECOGNIZERS",
     "RECOGNIZERS",
+    "ArcFaceRecognizer",
     "DlibRecognizer",
     "Recognizer",
     "TfjsEmbedder",
@@ -282,9 +292,125 @@ RECOGNIZERS: dict[str, Callable[[], Recognizer]] = {
 }
 
 
+ARCFACE_RECOGNIZERS = ("arcface-r50", "arcface-effnet")  # need a weights file
+
+
+class _UnitEmbedder(nn.Module):
+    """(B, 3, H, W) RGB in [0, 1] -> (B, D) L2-normalised embeddings of an ArcFace backbone."""
+
+    def __init__(self, backbone: nn.Module, input_size: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.input_size = input_size
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = resize_bilinear(images, self.input_size) * 2 - 1  # (B, 3, 112, 112) in [-1, 1]
+        return F.normalize(self.backbone(x), dim=1)
+
+
+class ArcFaceRecognizer:
+    """An ArcFace torch backbone with the user's weights file (differentiable, CPU or GPU);
+    the file is read and checked when the recognizer is made."""
+
+    differentiable = True
+    input_size = 112
+    embedding_dim = 512
+
+    def __init__(self, name: str, weights: str | Path) -> None:
+        if name not in ARCFACE_RECOGNIZERS:
+            raise KeyError(
+                f"unknown ArcFace backbone {name!r}; known: {', '.join(ARCFACE_RECOGNIZERS)}"
+            )
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no weights file at {path}: give a .pth state dict for {name} "
+                "(train one with `manage.py train_extractor`)"
+            )
+        from reconstruction.arcface import load_backbone
+
+        self.name = name
+        self.path = path.resolve()
+        self.preprocessing = (
+            f"RGB, bilinear resize to 112x112, x / 127.5 - 1; {name} weights {path.name}; "
+            "512-D, L2-normalised here"
+        )
+        # Read now, so a wrong file fails before any work (strict: mismatches are listed).
+        header = torch.load(self.path, map_location="cpu", weights_only=True)
+        stored = header.get("backbone") if isinstance(header, dict) else None
+        if isinstance(stored, str) and stored != name:
+            raise ValueError(f"{self.path} holds {stored} weights, not {name}")
+        del header
+        self._networks: dict[str, _UnitEmbedder] = {
+            "cpu": _UnitEmbedder(load_backbone(name, self.path), self.input_size).eval()
+        }
+
+    @cached_property
+    def weights_sha256(self) -> str:
+        """SHA-256 of the weights file."""
+        return sha256_file(self.path)
+
+    def network(self, device: DeviceLike = "cpu") -> nn.Module:
+        """The embedder module on ``device`` (loaded lazily, cached, in eval mode)."""
+        key = str(torch.device(device))
+        if key not in self._networks:
+            self._networks[key] = copy.deepcopy(self._networks["cpu"]).to(device).eval()
+        return self._networks[key]
+
+    def embed(
+        self, images: np.ndarray, *, device: DeviceLike = "cpu", batch_size: int = 64
+    ) -> np.ndarray:
+        """Embed uint8 RGB crops (N, H, W, 3) -> L2-normalised float32 (N, 512)."""
+        images = _check_images(images)
+        network = self.network(device).eval()
+        out = np.empty((len(images), self.embedding_dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                chunk = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)
+                x = chunk.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W) in [0, 1]
+                out[start : start + len(chunk)] = network(x).cpu().numpy()
+        return out
+
+
+def get_recognizer(name: str, weights: str | Path | None = None) -> Recognizer:
+    """The process-wide instance of recognizer ``name`` (weights load on first use); the
+    ArcFace backbones need ``weights``, a state-dict file (one instance per file content)."""
+    if name in ARCFACE_RECOGNIZERS:
+        if weights is None:
+            raise KeyError(
+                f"recognizer {name!r} needs a weights file: pass --weights PATH (a .pth state "
+                "dict; `manage.py train_extractor` writes one)"
+            )
+        return _arcface_recognizer(name, str(Path(weights).expanduser().resolve()), _stamp(weights))
+    if weights is not None:
+        raise ValueError(
+            f"recognizer {name!r} has fixed weights; --weights is for the ArcFace backbones"
+        )
+    return _registered(name)
+
+
+def _stamp(path: str | Path) -> tuple[int, int]:
+    """(size, mtime) of a file: a rewritten weights file gets a new recognizer instance."""
+    try:
+        stat = Path(path).expanduser().stat()
+    except OSError:
+        return (0, 0)
+    return (stat.st_size, stat.st_mtime_ns)
+
+
 @cache
-def get_recognizer(name: str) -> Recognizer:
-    """The process-wide instance of recognizer ``name`` (weights load on first use)."""
+def _arcface_recognizer(name: str, path: str, stamp: tuple[int, int]) -> ArcFaceRecognizer:
+    return ArcFaceRecognizer(name, path)
+
+
+@cache
+def _registered(name: str) -> Recognizer:
     if name not in RECOGNIZERS:
-        raise KeyError(f"unknown recognizer {name!r}; known: {', '.join(sorted(RECOGNIZERS))}")
+        known = (
+            ", ".join(sorted(RECOGNIZERS))
+            + " (with --weights: "
+            + ", ".join(ARCFACE_RECOGNIZERS)
+            + ")"
+        )
+        raise KeyError(f"unknown recognizer {name!r}; known: {known}")
     return RECOGNIZERS[name]()

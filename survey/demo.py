@@ -1,18 +1,20 @@
-"""The demo study, built from photos alone (the default) or by the real pipeline (``--pipeline``).
+"""The demo study, built by the real pipeline (the default) or from photos alone.
 
-Real pipeline (`demo_pipeline_study_create`, ``manage.py demo --pipeline``): a CPU-sized
-subset of the given faces (target identities with 3 photos, reconstructor-training identities
-with 2, gallery distractors with 1; symlinks under ``FVR_VAR_DIR/demo-faces``) is imported,
-embedded with F = mobileface and F' = dlib-resnet, an Eigenfaces basis is fitted by PCA on
-the training identities, a few target photos are reconstructed from their mobileface vectors
-by the Eigenfaces black-box attack at a CPU budget (240 iterations × 64 queries instead of
-the paper's 2000), and `reconstruction.services.study_build` makes each reconstruction's
-top-5 in dlib over the gallery a match set. Only Eigenfaces is run: NBNet, Naive and
-Vec2Face must be trained first (hours on a GPU at the paper's scale), so the demo study has
-one method and its pages say so. Every step is idempotent: a second run reuses the import,
-embeddings, basis and reconstructions.
+Real pipeline (`demo_pipeline_study_create`, ``manage.py demo``), with a demo preset
+(`DemoPipelineConfig`) cut to a few minutes on 2 CPU cores and recorded as such in every
+match set's provenance and in the study's description: a subset of the given faces (target
+identities with 3 photos, gallery distractors with 1, and reconstructor-training identities
+with 2, imported as a separate dataset; symlinks under ``FVR_VAR_DIR/demo-faces``) is
+imported and aligned, an Eigenfaces basis is fitted by PCA on the training identities, a few
+target photos are reconstructed from their mobileface (F) vectors by the Eigenfaces black-box
+attack at a reduced budget (240 iterations × 64 queries instead of the paper's 2000), the
+gallery is embedded with dlib-resnet (F'), and `reconstruction.services.study_build` makes
+each reconstruction's top-5 in dlib over the gallery (source photo excluded) a match set.
+Only Eigenfaces is run: NBNet, Naive and Vec2Face must be trained first (hours on a GPU at
+the paper's scale), so the demo study has one method and its pages say so. Every step is
+idempotent: a second run reuses the import, embeddings, basis and reconstructions.
 
-Photos only (`demo_study_create`, the default, ~10 s): for each match set a target
+Photos only (`demo_study_create`, ``--photos-only``, ~10 s): for each match set a target
 identity with at least two photos is drawn: one photo is the query, another photo of the
 same person is among the K candidates (about 1 in 5 match sets leave the target out, so
 "none of these" is sometimes right).
@@ -218,15 +220,18 @@ def demo_study_delete(*, study: Study) -> None:
 
 # --- The demo from the real pipeline --------------------------------------------------------
 
+PAPER_EIGENFACES_ITERATIONS = 2000  # Razzhigaev et al. / Wenger et al.: 2000 × 64 queries
+
 
 @dataclass(frozen=True)
 class DemoPipelineConfig:
-    """Sizes and budgets of the real-pipeline demo (CPU-sized; the paper's are far larger)."""
+    """The demo preset of the real pipeline: sizes and budgets cut to fit a few minutes on
+    2 CPU cores (the paper's are far larger; every cut is recorded in the match sets)."""
 
     targets: int = 40  # identities with 3 photos: one attacked, two in F''s gallery
     train: int = 150  # identities with 2 photos for the Eigenfaces basis (never targets)
     distractors: int = 200  # gallery identities with 1 photo
-    reconstructions: int = 8  # target photos attacked (= match sets)
+    reconstructions: int = 6  # target photos attacked (= match sets; 5 questions each)
     iterations: int = 240  # Eigenfaces iterations of `batch_size` queries (paper: 2000)
     restarts: int = 2
     restart_iterations: int = 40
@@ -234,6 +239,7 @@ class DemoPipelineConfig:
     recognizer: str = "mobileface"  # F, whose vectors are inverted
     second: str = "dlib-resnet"  # F', the engine that searches the gallery
     seed: int = 2022
+    name: str = "demo"
 
     @classmethod
     def tiny(cls) -> "DemoPipelineConfig":
@@ -247,7 +253,30 @@ class DemoPipelineConfig:
             restarts=2,
             restart_iterations=5,
             batch_size=8,
+            name="tiny",
         )
+
+    def preset_record(self) -> dict:
+        """The preset as recorded in each match set's provenance (shown in the admin)."""
+        return {
+            "demo_preset": {
+                "name": self.name,
+                "note": (
+                    "demo preset: a CPU-sized run, not the paper's settings — Eigenfaces "
+                    f"{self.iterations} iterations × {self.batch_size} queries (paper "
+                    f"{PAPER_EIGENFACES_ITERATIONS} × 64), PCA basis on {self.train} identities, "
+                    f"gallery of {self.targets + self.distractors} identities"
+                ),
+                "eigenfaces_iterations": self.iterations,
+                "paper_eigenfaces_iterations": PAPER_EIGENFACES_ITERATIONS,
+                "batch_size": self.batch_size,
+                "restarts": self.restarts,
+                "restart_iterations": self.restart_iterations,
+                "basis": "pca",
+                "train_identities": self.train,
+                "gallery_identities": self.targets + self.distractors,
+            }
+        }
 
 
 def demo_subset_plan(
@@ -291,11 +320,10 @@ def demo_subset_write(*, plan: dict[str, list[Path]], dest: Path) -> Path:
     return dest
 
 
-def _demo_splits(targets: int, train: int, distractors: int) -> str:
-    """The import's split rule that puts 3-photo folders in target and 2-photo ones in train."""
-    total = targets + train + distractors
-    t, r = targets / total, train / total
-    return f"target={t:.12f}@3,train={r:.12f}@2,gallery={1 - t - r:.12f}"
+def _demo_splits(targets: int, distractors: int) -> str:
+    """The import's split rule that puts 3-photo folders in target, the rest in gallery."""
+    t = targets / (targets + distractors)
+    return f"target={t:.12f}@3,gallery={1 - t:.12f}"
 
 
 def demo_pipeline_study_create(
@@ -308,7 +336,13 @@ def demo_pipeline_study_create(
     progress: bool = True,
     log: Callable[[str], None] = lambda message: None,
 ) -> Study:
-    """Run import → embed → eigenbasis → Eigenfaces → build_study on a subset; open the study."""
+    """Run import → Eigenfaces basis → Eigenfaces attack → embed F' → build_study on a subset
+    (the demo preset); open the study.
+
+    The reconstructor's training identities are imported as their own dataset
+    (``<name>-train``, all in the train split) so that F' only embeds the photos a gallery
+    can hold; F embeds each attacked photo when it is attacked.
+    """
     from reconstruction.embedding import dataset_embed
     from reconstruction.methods.eigenfaces import EigenfacesConfig
     from reconstruction.models import FaceImage, Split
@@ -338,30 +372,30 @@ def demo_pipeline_study_create(
         "\n".join(f"{n}:{','.join(p.name for p in ps)}" for n, ps in plan.items()).encode()
     ).hexdigest()[:10]
     name = f"demo-{key}"
-    subset = demo_subset_write(plan=plan, dest=Path(var_dir) / "demo-faces" / name)
+    training = {n: photos for n, photos in plan.items() if len(photos) == 2}
+    attacked_side = {n: photos for n, photos in plan.items() if n not in training}
+    folder = Path(var_dir) / "demo-faces"
     photos = sum(len(p) for p in plan.values())
-    step(f"1/6 import {photos} photos of {len(plan)} identities from {faces_root} as {name!r}")
-    summary = dataset_import(
-        name=name,
-        path=subset,
-        splits=_demo_splits(config.targets, config.train, config.distractors),
-        seed=config.seed,
-        progress=progress,
-    )
-    step(
-        f"    {summary.ok} faces aligned ({summary.processed} new, {summary.unchanged} reused, "
-        f"{len(summary.no_face)} without a face)"
-    )
-    for n, recognizer in enumerate((config.recognizer, config.second), start=2):
-        embedded = dataset_embed(dataset=name, recognizer=recognizer, progress=progress)
+    step(f"1/5 import {photos} photos of {len(plan)} identities from {faces_root}")
+    for dataset, subset, splits in (
+        (f"{name}-train", training, "train=1"),
+        (name, attacked_side, _demo_splits(config.targets, config.distractors)),
+    ):
+        summary = dataset_import(
+            name=dataset,
+            path=demo_subset_write(plan=subset, dest=folder / dataset),
+            splits=splits,
+            seed=config.seed,
+            progress=progress,
+        )
         step(
-            f"{n}/6 embed with {recognizer}: {embedded.computed} computed, "
-            f"{embedded.unchanged} reused"
+            f"    {dataset}: {summary.ok} faces aligned ({summary.processed} new, "
+            f"{summary.unchanged} reused, {len(summary.no_face)} without a face)"
         )
     basis = eigenbasis_train(
-        dataset=name, method="pca", seed=config.seed, progress=progress
+        dataset=f"{name}-train", method="pca", seed=config.seed, progress=progress
     )  # paper-sized PCA: 1024 directions, fewer from the data on a small split
-    step(f"4/6 Eigenfaces basis #{basis.pk}: PCA on {basis.n_images} training faces")
+    step(f"2/5 Eigenfaces basis #{basis.pk}: PCA on {basis.n_images} training faces")
     targets = list(
         FaceImage.objects.ok()
         .filter(dataset__name=name, identity__split=Split.TARGET)
@@ -384,11 +418,10 @@ def demo_pipeline_study_create(
         restart_iterations=config.restart_iterations,
     )
     step(
-        f"5/6 reconstruct {count} target photos from {config.recognizer} vectors with "
-        f"Eigenfaces ({config.iterations} iterations × {config.batch_size} queries; the paper "
-        "uses 2000)"
+        f"3/5 reconstruct {count} target photos from {config.recognizer} vectors with "
+        f"Eigenfaces (demo preset: {config.iterations} iterations × {config.batch_size} "
+        f"queries; the paper uses {PAPER_EIGENFACES_ITERATIONS})"
     )
-    cosines = []
     for i, identity in enumerate(sorted(attacked), start=1):
         tick = time.perf_counter()
         row, created = reconstruction_create(
@@ -400,21 +433,26 @@ def demo_pipeline_study_create(
             artifact=basis,
             progress=False,
         )
-        cosines.append(row.cosine)
         state = f"{time.perf_counter() - tick:.1f} s" if created else "reused"
         step(f"    {i}/{count} {identity}: cosine {row.cosine:.3f} in F ({state})")
+    embedded = dataset_embed(dataset=name, recognizer=config.second, progress=progress)
+    step(
+        f"4/5 embed the gallery with {config.second} (F'): {embedded.computed} computed, "
+        f"{embedded.unchanged} reused"
+    )
     if existing is not None:
         demo_study_delete(study=existing)
     gallery_size = config.targets + config.distractors
     description = (
-        "A demo of the study run on a CPU. Each face to match was reconstructed by the "
-        f"Eigenfaces black-box attack from the {config.recognizer} feature vector of a real "
-        f"photo (Labeled Faces in the Wild), with {config.iterations} × {config.batch_size} "
-        "queries (the paper uses 2000 iterations, so these faces are rougher). The five photos "
-        f"beside it are the people a second recognizer ({config.second}) found closest in a "
-        f"gallery of about {gallery_size} people; sometimes the true person is not among them. "
-        "Only the Eigenfaces method is shown: the other three methods need networks trained "
-        "on a GPU."
+        f"A demo of the study run on a CPU with a demo preset ({config.name}), not the paper's "
+        "settings. Each face to match was reconstructed by the Eigenfaces black-box attack "
+        f"from the {config.recognizer} feature vector of a real photo (Labeled Faces in the "
+        f"Wild), with {config.iterations} × {config.batch_size} queries (the paper uses "
+        f"{PAPER_EIGENFACES_ITERATIONS} iterations, so these faces are rougher). The five "
+        f"photos beside it are the people a second recognizer ({config.second}) found "
+        f"closest in a gallery of about {gallery_size} people; sometimes the true person is "
+        "not among them. Only the Eigenfaces method is shown: the other three methods need "
+        "networks trained on a GPU."
     )
     built = study_build(
         slug=slug,
@@ -429,11 +467,13 @@ def demo_pipeline_study_create(
         is_demo=True,
         codes=DEMO_CODES,
         progress=progress,
+        provenance_extra=config.preset_record(),
     )
     step(
-        f"6/6 built {sum(built.by_method.values())} match sets: the target is among "
-        f"{config.second}'s top 5 in {built.target_present}, absent in {built.target_absent}; "
-        f"gallery {built.gallery_identities} identities / {built.gallery_images} photos"
+        f"5/5 built {sum(built.by_method.values())} match sets from {config.second}'s top 5: "
+        f"the target is among them in {built.target_present}, absent in "
+        f"{built.target_absent}; gallery {built.gallery_identities} identities / "
+        f"{built.gallery_images} photos"
     )
     study = Study.objects.get(slug=slug)
     return study_set_status(study=study, status=Study.Status.OPEN)

@@ -59,9 +59,11 @@ def study_build(
     is_demo: bool = False,
     codes: dict[str, str] | None = None,
     progress: bool = True,
+    provenance_extra: dict | None = None,
 ) -> StudyBuildSummary:
     """Create a draft study whose match sets are F''s identity-level top-K for reconstructions
-    made with F; each records its provenance. See `reconstruction.study_builder`."""
+    made with F; each records its provenance (plus ``provenance_extra``, e.g. a demo preset).
+    See `reconstruction.study_builder`."""
     import secrets
 
     from tqdm import tqdm
@@ -262,6 +264,7 @@ def study_build(
                     "candidates": listed,
                     "target_present": present,
                     "seed": seed,
+                    **(provenance_extra or {}),
                 }
                 if row.recognizer_sha256 != engine_f.weights_sha256:
                     provenance["F"]["note"] = "F's installed weights differ from this run's"

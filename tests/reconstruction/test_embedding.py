@@ -53,6 +53,7 @@ def test_embed_dlib_stores_unit_vectors_with_provenance_and_reruns_compute_nothi
         assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
         assert row.weights_sha256 == recognizer.weights_sha256
         assert row.source_sha256 == row.image.sha256
+        assert row.dataset_fingerprint == row.image.dataset.fingerprint != ""
         assert "get_face_chip" in row.preprocessing
         assert len(row.preprocessing) <= 500
         assert not row.is_stale

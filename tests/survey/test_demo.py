@@ -31,8 +31,9 @@ def faces(tmp_path: Path) -> Path:
 
 
 def demo(*args: str, **options: object) -> str:
+    """The photos-only demo (seconds); the pipeline demo has its own slow test below."""
     out = StringIO()
-    call_command("demo", *args, stdout=out, **options)
+    call_command("demo", "--photos-only", *args, stdout=out, **options)
     return out.getvalue()
 
 
@@ -193,3 +194,69 @@ def test_demo_builds_from_the_real_lfw_photos(face_data, settings):
         assert (face_data / "lfw" / match_set.provenance["query"]).is_file()
     with match_set.query_image.open("rb") as handle, Image.open(handle) as image:
         assert (image.format, image.size) == ("JPEG", (224, 224))
+
+
+def test_the_default_demo_runs_the_pipeline_and_says_what_its_photos_lack(faces):
+    out = StringIO()
+    with pytest.raises(CommandError, match="identities with 3\\+ photos; the demo needs 40"):
+        call_command("demo", faces=str(faces), stdout=out)
+    assert "with the real pipeline" in out.getvalue()
+    assert not Study.objects.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.facedata
+def test_pipeline_demo_builds_an_open_study_of_real_reconstructions_and_top5_matches(
+    face_data, settings, tmp_path
+):
+    import numpy as np
+
+    from reconstruction.models import Embedding, FaceImage, Reconstruction
+    from reconstruction.services.storage import aligned_pixels_of
+    from reconstruction.study_builder import query_vectors
+
+    settings.FVR_FACE_DATA = str(face_data)
+    settings.VAR_DIR = tmp_path / "var"
+    out = StringIO()
+    call_command("demo", "--tiny", "--targets", "2", stdout=out)
+    text = out.getvalue()
+    for phase in ("1/5 import", "2/5 Eigenfaces basis", "3/5 reconstruct", "4/5 embed", "5/5"):
+        assert phase in text
+    study = Study.objects.get(slug="demo")
+    assert (study.is_demo, study.status) == (True, Study.Status.OPEN)
+    assert "demo preset" in study.description
+    match_sets = list(study.match_sets.prefetch_related("candidates"))
+    assert len(match_sets) == 2
+    for match_set in match_sets:
+        provenance = match_set.provenance
+        assert provenance["builder"] == "build_study"
+        assert provenance["demo_preset"]["eigenfaces_iterations"] == 20
+        assert provenance["demo_preset"]["paper_eigenfaces_iterations"] == 2000
+        assert provenance["F_prime"]["name"] == "dlib-resnet"
+        row = Reconstruction.objects.get(pk=provenance["reconstruction"]["id"])
+        assert (row.method, row.recognizer, row.queries > 0) == ("eigenfaces", "mobileface", True)
+        assert row.target.identity.name == match_set.target_identity
+        # The candidates are dlib's real identity-level top 5 over the gallery (source excluded).
+        dataset = row.target.dataset
+        query = query_vectors(
+            recognizer="dlib-resnet", pixels=aligned_pixels_of([row]), dataset=dataset
+        )[0]
+        vectors = {
+            e.image_id: np.frombuffer(bytes(e.vector), dtype="<f4")
+            for e in Embedding.objects.filter(image__dataset=dataset, recognizer="dlib-resnet")
+        }
+        best: dict[str, float] = {}
+        gallery = FaceImage.objects.ok().filter(
+            dataset=dataset, identity__split__in=["gallery", "target"]
+        )
+        for image in gallery.exclude(pk=row.target_id).select_related("identity"):
+            score = float(vectors[image.pk] @ query)
+            best[image.identity.name] = max(best.get(image.identity.name, -2.0), score)
+        expected = sorted(best, key=lambda name: -best[name])[:5]
+        listed = provenance["candidates"]
+        assert [c["identity"] for c in listed] == expected
+        for c in listed:
+            assert c["score"] == pytest.approx(best[c["identity"]], abs=1e-4)
+        candidates = list(match_set.candidates.all())
+        assert [c.identity for c in candidates] == expected
+        assert [c.is_true for c in candidates] == [n == match_set.target_identity for n in expected]

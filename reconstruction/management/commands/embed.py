@@ -17,7 +17,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("dataset", help="Name of an imported dataset (see import_faces).")
         parser.add_argument(
-            "--recognizer", required=True, help="dlib-resnet, faceres or mobileface."
+            "--recognizer",
+            required=True,
+            help="dlib-resnet, faceres, mobileface; arcface-r50 or arcface-effnet with --weights.",
+        )
+        parser.add_argument(
+            "--weights",
+            metavar="PATH",
+            help="State-dict file of an ArcFace backbone (train_extractor prints its path).",
         )
         parser.add_argument(
             "--device", default="cpu", help="cpu or cuda[:N] (dlib-resnet always runs on CPU)."
@@ -33,6 +40,7 @@ class Command(BaseCommand):
                 device=options["device"],
                 batch_size=options["batch"],
                 progress=not options["no_progress"] and options["verbosity"] > 0,
+                weights=options["weights"],
             )
         except EmbedError as exc:
             raise CommandError(str(exc)) from exc

@@ -1,5 +1,5 @@
-"""`manage.py demo`: a demo study built by the real pipeline (or from photos only), an admin
-login and links to try it."""
+"""`manage.py demo`: a demo study built by the real pipeline (or, with --photos-only, from
+photos alone), an admin login and links to try it."""
 
 import dataclasses
 import secrets
@@ -55,13 +55,14 @@ def participant_links(study: Study, port: int, count: int = 3) -> list[str]:
 
 class Command(BaseCommand):
     help = (
-        "Set up a demo: apply migrations, build a demo study from face photos (one folder per "
-        "identity, e.g. LFW) in seconds — real photos stand in for reconstructions — or, with "
-        "--pipeline, run the real pipeline on a CPU-sized subset (import, embed with mobileface "
-        "as F and dlib-resnet as F', Eigenfaces basis and attack at a CPU budget, build_study "
-        "from F''s top-5; many minutes on 2 cores the first time, reused afterwards). Then "
-        "create the superuser 'admin' and print participant and admin links. --serve then runs "
-        "the development server (needs DJANGO_DEBUG=1)."
+        "Set up a demo: apply migrations, build a demo study by running the real pipeline on "
+        "a CPU-sized subset of face photos (one folder per identity, e.g. LFW): import, "
+        "Eigenfaces basis, Eigenfaces attack on mobileface (F) vectors at a demo budget, "
+        "dlib-resnet (F') embeddings and build_study from F''s top-5 over a gallery (minutes "
+        "on 2 cores the first time, reused afterwards); or, with --photos-only, in seconds "
+        "from real photos standing in for reconstructions. Then create the superuser 'admin' "
+        "and print participant and admin links. --serve then runs the development server "
+        "(needs DJANGO_DEBUG=1)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -72,17 +73,29 @@ class Command(BaseCommand):
             "exists, else $FVR_FACE_DATA)",
         )
         parser.add_argument("--slug", default="demo", help="the demo study's slug")
-        parser.add_argument(
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument(
+            "--photos-only",
+            action="store_true",
+            help="build the study in seconds from real photos standing in for "
+            "reconstructions (no pipeline run)",
+        )
+        mode.add_argument(
             "--pipeline",
             action="store_true",
-            help="build the study with the real reconstruction pipeline (Eigenfaces only; "
-            "slow on CPU) instead of real photos standing in for reconstructions",
+            help="build the study with the real reconstruction pipeline (the default)",
         )
         parser.add_argument(
             "--per-method",
             type=int,
             default=8,
-            help="match sets per method (the pipeline demo has one method, Eigenfaces)",
+            help="--photos-only: match sets per method (4 methods)",
+        )
+        parser.add_argument(
+            "--targets",
+            type=int,
+            default=DemoPipelineConfig.reconstructions,
+            help="pipeline: target photos reconstructed, one match set each",
         )
         parser.add_argument(
             "--iterations",
@@ -147,7 +160,7 @@ class Command(BaseCommand):
             return existing
         try:
             root = demo_faces_root(faces=options["faces"], face_data=settings.FVR_FACE_DATA)
-            if options["pipeline"]:
+            if not options["photos_only"]:
                 return self._pipeline_study(root, options)
             study = demo_study_create(
                 faces_root=root,
@@ -169,8 +182,8 @@ class Command(BaseCommand):
 
     def _pipeline_study(self, root: Path, options: dict) -> Study:
         base = DemoPipelineConfig.tiny() if options["tiny"] else DemoPipelineConfig()
-        if options["per_method"] < 1 or options["iterations"] < 1:
-            raise CommandError("--per-method and --iterations must be at least 1.")
+        if options["targets"] < 1 or options["iterations"] < 1:
+            raise CommandError("--targets and --iterations must be at least 1.")
         iterations = base.iterations if options["tiny"] else options["iterations"]
         # Restarts take at most half of the budget; the rest refines the best at the low lr.
         restart_iterations = min(base.restart_iterations, iterations // (2 * base.restarts))
@@ -178,14 +191,14 @@ class Command(BaseCommand):
             raise CommandError(f"--iterations must be at least {2 * base.restarts}.")
         config = dataclasses.replace(
             base,
-            reconstructions=options["per_method"],
+            reconstructions=options["targets"],
             iterations=iterations,
             restart_iterations=restart_iterations,
             seed=options["seed"],
         )
         self.stdout.write(
-            "Building the demo study with the real pipeline (first run: a few minutes on "
-            "2 CPU cores; without --pipeline it takes seconds):"
+            "Building the demo study with the real pipeline (first run: several minutes on "
+            "2 CPU cores, reused afterwards; --photos-only takes seconds):"
         )
         from reconstruction.model_store import ModelStoreError
         from reconstruction.study_builder import StudyBuildError
