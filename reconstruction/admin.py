@@ -1,10 +1,14 @@
 """Admin for imported face datasets: browse identities and aligned crops; data is read-only."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from reconstruction.forms import JobLaunchForm
 from reconstruction.models import Embedding, FaceDataset, FaceImage, Identity, TopKRun
 
 
@@ -30,6 +34,52 @@ class FaceDatasetAdmin(ReadOnlyAdmin):
     list_display = ["name", "root", "identity_count", "ok_count", "no_face_count", "imported_at"]
     search_fields = ["name", "root"]
     readonly_fields = ["fingerprint", "import_settings", "created_at", "imported_at"]
+    change_list_template = "reconstruction/admin/facedataset_change_list.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "jobs/",
+                self.admin_site.admin_view(self.jobs_view),
+                name="reconstruction_jobs",
+            ),
+            *super().get_urls(),
+        ]
+
+    def jobs_view(self, request: HttpRequest) -> HttpResponse:
+        """Enqueue a long job (embedding, fitting, training, reconstruction, Metric 1)."""
+        from django_tasks_db.models import DBTaskResult
+
+        from reconstruction.services import JobError, job_enqueue
+        from reconstruction.tasks import JOBS, QUEUE
+
+        if not request.user.has_perm("reconstruction.view_facedataset"):
+            return redirect("admin:index")
+        form = JobLaunchForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = dict(form.cleaned_data)
+            job, dataset = data.pop("job"), data.pop("dataset").name
+            options = {name: data[name] for name in JOBS[job][1]}
+            try:
+                task_id = job_enqueue(job=job, dataset=dataset, **options)
+            except JobError as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(
+                    request, f"Job {job} on {dataset} enqueued ({task_id}); a worker runs it."
+                )
+                return redirect("admin:reconstruction_jobs")
+        recent = DBTaskResult.objects.filter(queue_name=QUEUE).order_by("-enqueued_at")[:20]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Reconstruction jobs",
+            "form": form,
+            "recent": recent,
+            "queue": QUEUE,
+            "results_url": reverse("admin:django_tasks_database_dbtaskresult_changelist"),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "reconstruction/admin/jobs.html", context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return (
@@ -113,7 +163,14 @@ class FaceImageAdmin(ReadOnlyAdmin):
 
 @admin.register(Embedding)
 class EmbeddingAdmin(ReadOnlyAdmin):
-    list_display = ["image", "recognizer", "dim", "weights_sha256", "created_at"]
+    list_display = [
+        "image",
+        "recognizer",
+        "dim",
+        "weights_sha256",
+        "dataset_fingerprint",
+        "created_at",
+    ]
     list_filter = ["recognizer"]
     search_fields = ["image__relative_path", "image__identity__name"]
     list_select_related = ["image"]

@@ -171,7 +171,7 @@ def reconstruct(
     kept_delta, kept = torch.zeros(shape, device=device), -float("inf")  # best over restarts
     trace: list[float] = []
     if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
         if state.get("format") == CHECKPOINT_FORMAT and state.get("key") == key:
             start_iteration = state["iteration"]
             delta, best = state["delta"].to(device), state["best"]

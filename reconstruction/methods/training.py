@@ -248,7 +248,7 @@ def run_training(
     history: list[dict[str, float]] = []
     path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if path is not None and path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         if state["meta"] != run_meta:
             changed = sorted(
                 k
@@ -342,7 +342,7 @@ def save_model_file(
 
 def load_model_file(path: str | Path, method: str) -> dict[str, Any]:
     """Read a file written by ``save_model_file``; it must hold a ``method`` model."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
     if payload.get("method") != method:
         raise ValueError(f"{path} holds a {payload.get('method')!r} model, not {method!r}")
     return payload
