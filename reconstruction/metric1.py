@@ -51,8 +51,10 @@ __all__ = [
     "Rates",
     "ScorePool",
     "TrialResult",
+    "distractor_draw",
     "outcomes_from_ranked",
     "percentile_interval",
+    "ranked_trial",
     "rates",
     "recurring_share",
     "wilson_interval",
@@ -280,6 +282,50 @@ class ScorePool:
         return results
 
 
+def distractor_draw(
+    pool_labels: Sequence[int] | np.ndarray, truth: Sequence[int] | np.ndarray, *, n: int, seed: int
+) -> np.ndarray:
+    """Identity labels of the N − 1 distractors of the first gallery draw at ``n``.
+
+    The same identities as trial 1 of `ScorePool.draw` with ``rng = default_rng([seed, n])``
+    (what `topk_evaluate` uses), for engines that enrol a single gallery: eligible are the
+    pool identities that are no query's true identity.
+    """
+    identities = np.unique(np.asarray(pool_labels, dtype=np.int64))
+    eligible = np.flatnonzero(~np.isin(identities, np.asarray(truth, dtype=np.int64)))
+    if n - 1 > len(eligible):
+        raise ValueError(f"N = {n} needs {n - 1} distractor identities, {len(eligible)} exist")
+    rng = np.random.default_rng([seed, n])
+    return identities[rng.choice(eligible, size=n - 1, replace=False)]
+
+
+def ranked_trial(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    truth: Sequence[int] | np.ndarray,
+    *,
+    n: int,
+    ks: Sequence[int],
+    threshold: float | None = None,
+) -> TrialResult:
+    """One gallery draw's `TrialResult` from an engine's ranked answers (for `summarize`).
+
+    ``labels``/``scores``: (Q, ≥ max K) as for `outcomes_from_ranked`, e.g. from
+    `engines.ranked_matrix`; every K is cut from the same ranking.
+    """
+    labels = np.atleast_2d(np.asarray(labels))
+    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    outcomes = np.stack(
+        [outcomes_from_ranked(labels, scores, truth, k=k, threshold=threshold) for k in ks],
+        axis=1,
+    )  # (Q, len(ks))
+    first_returned = labels[:, 0] >= 0
+    if threshold is not None:
+        first_returned &= scores[:, 0] >= threshold
+    top1 = np.where(first_returned, labels[:, 0], -1)
+    return TrialResult(n, 0, tuple(ks), outcomes.astype(np.int8), top1)
+
+
 def _normalized(vectors: np.ndarray) -> np.ndarray:
     vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -365,9 +411,19 @@ def write_markdown(
     title: str,
     notes: Sequence[str] = (),
     reference: tuple[int, int] = (1000, 25),
+    interval: Literal["trials", "wilson"] = "trials",
 ) -> Path:
-    """A Markdown summary: the K sweep, the N sweep and Table II (rates in %)."""
+    """A Markdown summary: the K sweep, the N sweep and Table II (rates in %).
+
+    ``interval``: the tpr interval shown, over gallery draws, or Wilson over queries (for a
+    single draw, as a commercial engine's).
+    """
     n_ref, k_ref = reference
+    low_key, high_key, spread = (
+        ("tpr_wilson_low", "tpr_wilson_high", "95% Wilson")
+        if interval == "wilson"
+        else ("tpr_p2.5", "tpr_p97.5", "95% over trials")
+    )
     lines = [f"# {title}", "", *[f"- {note}" for note in notes], ""]
     keyed = ("engine", "variant", "group")
 
@@ -376,13 +432,13 @@ def write_markdown(
 
     def table(selected: list[dict[str, object]], axis: str) -> list[str]:
         out = [
-            f"| condition | {axis} | tpr % (95% over trials) | fpr % | no match % | queries |",
+            f"| condition | {axis} | tpr % ({spread}) | fpr % | no match % | queries |",
             "|---|---|---|---|---|---|",
         ]
         for row in selected:
             out.append(
                 f"| {label(row)} | {row[axis]} | {_percent(row['tpr'])} "
-                f"({_percent(row['tpr_p2.5'])}–{_percent(row['tpr_p97.5'])}) | "
+                f"({_percent(row[low_key])}–{_percent(row[high_key])}) | "
                 f"{_percent(row['fpr'])} | {_percent(row['no_match'])} | {row['queries']} |"
             )
         return out

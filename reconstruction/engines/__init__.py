@@ -3,8 +3,24 @@
 An engine enrols a gallery of labelled face images (one collection per gallery), answers
 top-K searches with a similarity threshold, and deletes what it created. `ENGINES` maps a
 name to the adapter's constructor (imported lazily: boto3 is needed only to use
-Rekognition). Adding Azure Face (whose identification API needs Microsoft's approval) is
-one file `azure.py` implementing `Engine` plus one registry entry.
+Rekognition). `evaluate_topk --engine NAME` (`services.topk.topk_evaluate_engine`) drives
+any adapter: it plans, enrols one gallery, searches each query once and scores every K.
+
+Adding an engine (e.g. Azure Face, whose identification API needs Microsoft's approval) is
+one file and one registry line:
+
+1. ``reconstruction/engines/azure.py``: a class with ``name``, ``max_k`` (the most results
+   one search may return), ``retries`` (throttled calls retried so far) and the four
+   methods of `Engine`; its constructor takes keyword ``collection_id`` (the gallery's
+   container: a Rekognition collection, an Azure large person group) and ``region``.
+   ``enrol`` must be resumable (skip images whose key is already enrolled) and, with
+   ``strict``, refuse a container holding faces of other images; ``search`` returns
+   `SearchResult(no_face=True)` for a query without a face (a "no match"); user-fixable
+   problems (missing credentials, a foreign container) raise `EngineError`.
+2. ``ENGINES["azure"] = _azure`` below, with ``_azure`` importing the class lazily.
+
+`tests/reconstruction/test_rekognition.py` and `test_evaluate_topk_engine.py` show how to
+test an adapter against its real client with recorded responses.
 """
 
 from __future__ import annotations
@@ -19,6 +35,7 @@ __all__ = [
     "ENGINES",
     "CallPlan",
     "Engine",
+    "EngineError",
     "EnrolSummary",
     "GalleryImage",
     "Match",
@@ -26,6 +43,10 @@ __all__ = [
     "get_engine",
     "ranked_matrix",
 ]
+
+
+class EngineError(Exception):
+    """A problem the user can fix (credentials, region, a collection of another gallery)."""
 
 
 @dataclass(frozen=True)
@@ -93,10 +114,12 @@ class Engine(Protocol):
     """What Metric 1 needs from a commercial engine."""
 
     name: str
+    max_k: int  # the most matches one search may return
+    retries: int  # throttled calls retried so far
 
     def plan(self, *, gallery: int, queries: int) -> CallPlan: ...
 
-    def enrol(self, images: Iterable[GalleryImage]) -> EnrolSummary: ...
+    def enrol(self, images: Iterable[GalleryImage], *, strict: bool = False) -> EnrolSummary: ...
 
     def search(self, image: bytes, *, k: int, threshold: float) -> SearchResult: ...
 

@@ -13,6 +13,9 @@ SearchFacesByImage for the top-K (Wenger et al. §V, "commercial systems").
 - Throttling (``ThrottlingException``, ``ProvisionedThroughputExceededException``) is retried
   with exponential backoff (``base_delay · 2^attempt``, up to ``max_retries``); botocore's
   own retries are switched off for the client this module builds so the count is ours.
+- Credentials come from boto3's usual chain (``AWS_ACCESS_KEY_ID`` /
+  ``AWS_SECRET_ACCESS_KEY`` [/ ``AWS_SESSION_TOKEN``], ``AWS_PROFILE``, an instance role);
+  missing or refused credentials and a missing region raise `EngineError` naming them.
 - Cost: `plan` counts the calls before anything is sent. Assumption (us-east-1 list price,
   2024): IndexFaces and SearchFacesByImage are "Group 1" image APIs at $1.00 per 1000
   images for the first million a month (``price_per_1000``); CreateCollection, ListFaces
@@ -27,7 +30,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from reconstruction.engines import CallPlan, EnrolSummary, GalleryImage, Match, SearchResult
+from reconstruction.engines import (
+    CallPlan,
+    EngineError,
+    EnrolSummary,
+    GalleryImage,
+    Match,
+    SearchResult,
+)
 
 __all__ = ["PRICE_PER_1000", "RekognitionEngine", "external_id", "sanitize_identity"]
 
@@ -35,6 +45,17 @@ PRICE_PER_1000 = 1.00  # USD per 1000 Group 1 calls (IndexFaces, SearchFacesByIm
 THROTTLING = {"ThrottlingException", "ProvisionedThroughputExceededException"}
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.\-]")
 LIST_PAGE = 4096  # ListFaces' largest page
+MAX_FACES = 4096  # SearchFacesByImage's largest MaxFaces
+CREDENTIALS_HELP = (
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (plus AWS_SESSION_TOKEN for temporary "
+    "credentials), or AWS_PROFILE for a profile in ~/.aws/credentials"
+)
+REFUSED = {
+    "AccessDeniedException",
+    "ExpiredTokenException",
+    "InvalidSignatureException",
+    "UnrecognizedClientException",
+}
 
 
 def sanitize_identity(name: str) -> str:
@@ -54,6 +75,7 @@ class RekognitionEngine:
     """One Rekognition collection holding one gallery."""
 
     name = "rekognition"
+    max_k = MAX_FACES
 
     def __init__(
         self,
@@ -83,23 +105,40 @@ class RekognitionEngine:
         if self._client is None:
             import boto3
             from botocore.config import Config
+            from botocore.exceptions import NoRegionError
 
-            self._client = boto3.client(
-                "rekognition",
-                region_name=self.region,
-                config=Config(retries={"total_max_attempts": 1}),
-            )
+            try:
+                self._client = boto3.client(
+                    "rekognition",
+                    region_name=self.region,
+                    config=Config(retries={"total_max_attempts": 1}),
+                )
+            except NoRegionError as exc:
+                raise EngineError(
+                    "No AWS region for Rekognition: pass --region (e.g. us-east-1) or set "
+                    "AWS_DEFAULT_REGION."
+                ) from exc
         return self._client
 
     def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         """One API call, retried with exponential backoff while throttled."""
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
 
         for attempt in range(self.max_retries + 1):
             try:
                 return getattr(self.client, operation)(**params)
+            except (NoCredentialsError, PartialCredentialsError) as exc:
+                raise EngineError(
+                    f"No AWS credentials for Rekognition: {CREDENTIALS_HELP}."
+                ) from exc
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
+                if code in REFUSED:
+                    raise EngineError(
+                        f"AWS refused the credentials ({code}: "
+                        f"{exc.response.get('Error', {}).get('Message', '')}): {CREDENTIALS_HELP}, "
+                        "for an identity allowed to use Rekognition."
+                    ) from exc
                 if code not in THROTTLING or attempt == self.max_retries:
                     raise
                 self.retries += 1
@@ -146,13 +185,27 @@ class RekognitionEngine:
                 return found
             params["NextToken"] = token
 
-    def enrol(self, images: Iterable[GalleryImage]) -> EnrolSummary:
-        """Index each image's largest face; images already in the collection are skipped."""
+    def enrol(self, images: Iterable[GalleryImage], *, strict: bool = False) -> EnrolSummary:
+        """Index each image's largest face; images already in the collection are skipped.
+
+        ``strict``: refuse, before indexing anything, a collection that holds faces of images
+        not in ``images`` (another gallery's: they would show up in searches).
+        """
+        images = list(images)
         summary = EnrolSummary()
         self.collection_ensure()
         summary.calls += 1
         present = self.indexed_ids()
         summary.calls += 1
+        if strict:
+            foreign = present - {external_id(i.identity, i.key) for i in images}
+            if foreign:
+                raise EngineError(
+                    f"Rekognition collection {self.collection_id!r} holds {len(foreign)} faces "
+                    f"that are not in this gallery (e.g. {sorted(foreign)[0]!r}): choose another "
+                    f"collection, or delete it with `manage.py rekognition_cleanup "
+                    f"{self.collection_id}`."
+                )
         for image in images:
             self.identities[sanitize_identity(image.identity)] = image.identity
             wanted = external_id(image.identity, image.key)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconstruction import alignment
 from reconstruction.models import (
     FaceDataset,
     FaceImage,
+    Identity,
     Reconstruction,
     Split,
 )
+
+if TYPE_CHECKING:
+    from reconstruction.engines import CallPlan
 
 logger = logging.getLogger(__name__)
 
@@ -252,4 +259,400 @@ def topk_evaluate(
         output_dir=str(out_dir),
         queries=len(queries),
         seconds=seconds,
+    )
+
+
+# --- Metric 1 through a commercial engine (evaluate_topk --engine) ---------------------------
+
+
+@dataclass(frozen=True)
+class EngineQuery:
+    """One query for an engine: the reconstruction's image, or a photo (the baselines)."""
+
+    group: str
+    truth: int  # identity id
+    source: int  # FaceImage id left out of the gallery in the "excluded" variant
+    reconstruction: Reconstruction | None = None
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """What `topk_evaluate_engine` would enrol and send, before anything is sent."""
+
+    engine: str
+    collection: str
+    region: str
+    dataset: FaceDataset
+    reconstructions: list[Reconstruction]
+    queries: list[EngineQuery]
+    gallery: list[tuple[int, int, str, str]]  # (image id, identity id, relative path, sha256)
+    names: dict[int, str]  # identity id → name
+    distractors: list[int]  # identity ids of the N − 1 drawn distractors
+    max_faces: int
+    calls: CallPlan
+
+    def describe(self) -> str:
+        groups = ", ".join(f"{g} {c}" for g, c in Counter(q.group for q in self.queries).items())
+        return "\n".join(
+            [
+                f"Engine {self.engine}, collection {self.collection}"
+                + (f" ({self.region})" if self.region else ""),
+                f"Gallery: {len(self.distractors) + len({q.truth for q in self.queries})} "
+                f"identities ({len(self.distractors)} drawn distractors + the true ones), "
+                f"{len(self.gallery)} photos",
+                f"Queries: {len(self.queries)} ({groups}), each searched once with "
+                f"MaxFaces = {self.max_faces}",
+                self.calls.describe(),
+            ]
+        )
+
+
+def _engine_queries(
+    rows: list[Reconstruction],
+    *,
+    pool_ids: Any,
+    pool_labels: Any,
+    seed: int,
+    baselines: bool,
+) -> list[EngineQuery]:
+    """Reconstructions, then the photo and random-face baselines drawn as `topk_evaluate` does."""
+    import numpy as np
+
+    queries = [EngineQuery(r.method, r.target.identity_id, r.target_id, r) for r in rows]
+    if baselines:
+        targets = list(dict.fromkeys(r.target_id for r in rows))
+        target_identity = {r.target_id: r.target.identity_id for r in rows}
+        queries += [EngineQuery("photo", target_identity[t], t) for t in targets]
+        rng = np.random.default_rng([seed, 1])
+        others = np.flatnonzero(~np.isin(pool_labels, list({q.truth for q in queries})))
+        picked = rng.choice(others, size=len(targets), replace=len(others) < len(targets))
+        queries += [
+            EngineQuery("random", target_identity[t], int(pool_ids[p]))
+            for t, p in zip(targets, picked, strict=True)
+        ]
+    return queries
+
+
+def topk_engine_plan(
+    *,
+    dataset: str,
+    engine: str,
+    collection: str | None = None,
+    region: str | None = None,
+    methods: list[str] | None = None,
+    reconstructions_of: str | None = None,
+    ks: tuple[int, ...] = (5, 10, 15, 20, 25, 30, 35, 40),
+    n: int = 1000,
+    seed: int = 0,
+    baselines: bool = True,
+) -> EnginePlan:
+    """The gallery, queries and API calls of a Metric 1 run in a commercial engine (no request).
+
+    The gallery is one draw of N identities: the N − 1 distractors of `topk_evaluate`'s first
+    draw with the same ``seed`` (`metric1.distractor_draw`) plus every query's true identity,
+    each with all its ok photos; per query, the other queries' true identities (and, in the
+    excluded variant, its source photo) are dropped from the answer, so each query is ranked
+    against exactly N identities, as in the local path. The engine returns max K plus as many
+    faces as may be dropped (``max_faces``).
+    """
+    import numpy as np
+
+    from reconstruction import metric1
+    from reconstruction.engines import get_engine
+
+    source = FaceDataset.objects.get(name=dataset)
+    pool_rows = list(
+        FaceImage.objects.ok()
+        .filter(dataset=source, identity__split__in=[Split.TARGET, Split.GALLERY])
+        .order_by("identity_id", "relative_path")
+        .values_list("id", "identity_id", "relative_path", "sha256")
+    )
+    if not pool_rows:
+        raise ValueError(f"dataset {dataset!r} has no target or gallery images")
+    pool_ids = np.array([r[0] for r in pool_rows], dtype=np.int64)
+    pool_labels = np.array([r[1] for r in pool_rows], dtype=np.int64)
+    position = {int(i): p for p, i in enumerate(pool_ids)}
+    rows = Reconstruction.objects.filter(target__dataset=source).select_related("target")
+    if methods:
+        rows = rows.filter(method__in=methods)
+    if reconstructions_of:
+        rows = rows.filter(recognizer=reconstructions_of)
+    rows = [
+        r
+        for r in rows.order_by("method", "recognizer", "target_id", "id")
+        if r.target_id in position
+    ]
+    if not rows:
+        raise ValueError("no reconstructions of target- or gallery-split images match")
+    queries = _engine_queries(
+        rows,
+        pool_ids=pool_ids,
+        pool_labels=pool_labels,
+        seed=seed,
+        baselines=baselines,
+    )
+    true_ids = {q.truth for q in queries}
+    distractors = metric1.distractor_draw(pool_labels, sorted(true_ids), n=n, seed=seed)
+    enrolled = true_ids | set(distractors.tolist())
+    gallery = [r for r in pool_rows if r[1] in enrolled]
+    photos_of = Counter(g[1] for g in gallery)
+    identity_of_image = {int(i): int(label) for i, label in zip(pool_ids, pool_labels, strict=True)}
+    lacking = sorted(
+        {
+            q.truth
+            for q in queries
+            if photos_of[q.truth] - (identity_of_image[q.source] == q.truth) < 1
+        }
+    )
+    if lacking:
+        raise ValueError(
+            f"true identities without a gallery image once the source photo is left out: {lacking}"
+        )
+    root = Path(source.root)
+    missing = [g[2] for g in gallery if not (root / g[2]).is_file()]
+    missing += [
+        path
+        for q in queries
+        if q.reconstruction is None
+        for path in [pool_rows[position[q.source]][2]]
+        if not (root / path).is_file()
+    ]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} photos of {dataset!r} are missing under {root} (e.g. {missing[0]}): "
+            "the engine is sent the original photos; restore them or re-run import_faces."
+        )
+    names = dict(Identity.objects.filter(pk__in=enrolled).values_list("pk", "name"))
+    max_k = max(ks)
+    if collection is None:
+        digest = hashlib.sha256(
+            f"{source.fingerprint}:{sorted(g[0] for g in gallery)}".encode()
+        ).hexdigest()[:10]
+        collection = f"fvr-{dataset}-n{n}-s{seed}-{digest}"
+    adapter = get_engine(engine, collection_id=collection, region=region)
+    droppable = sum(1 for g in gallery if g[1] in true_ids)
+    max_faces = min(adapter.max_k, max_k + droppable)
+    return EnginePlan(
+        engine=engine,
+        collection=collection,
+        region=region or "",
+        dataset=source,
+        reconstructions=rows,
+        queries=queries,
+        gallery=gallery,
+        names=names,
+        distractors=sorted(int(d) for d in distractors),
+        max_faces=max_faces,
+        calls=adapter.plan(gallery=len(gallery), queries=len(queries)),
+    )
+
+
+def _photo_bytes(root: Path, relative_path: str, sha256: str) -> bytes:
+    """A dataset photo's bytes, refused when it changed since `import_faces`."""
+    data = (root / relative_path).read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError(f"{root / relative_path} changed since import_faces: re-import it.")
+    return data
+
+
+def topk_evaluate_engine(
+    *,
+    dataset: str,
+    engine: str,
+    out_dir: Path,
+    collection: str | None = None,
+    region: str | None = None,
+    methods: list[str] | None = None,
+    reconstructions_of: str | None = None,
+    ks: tuple[int, ...] = (5, 10, 15, 20, 25, 30, 35, 40),
+    k: int = 25,
+    n: int = 1000,
+    seed: int = 0,
+    include_source: bool = False,
+    threshold: float = 80.0,
+    baselines: bool = True,
+) -> Any:
+    """Metric 1 in a commercial engine (`reconstruction.engines`); files + a TopKRun.
+
+    One gallery (see `topk_engine_plan`) is enrolled (resumably: faces already in the
+    collection are skipped) and each query is searched once; every K of ``ks`` is cut from
+    that one ranking, for the excluded and (``include_source``) included variants alike.
+    The engine's threshold makes "no match" a third outcome (a query in which the engine
+    finds no face counts as one). No N sweep: it would need one collection per draw.
+    The collection is kept (a re-run skips enrolment); `rekognition_cleanup` deletes it.
+    """
+    import numpy as np
+
+    from reconstruction import metric1
+    from reconstruction.engines import GalleryImage, SearchResult, get_engine, ranked_matrix
+    from reconstruction.models import TopKRun
+
+    started = time.perf_counter()
+    plan = topk_engine_plan(
+        dataset=dataset,
+        engine=engine,
+        collection=collection,
+        region=region,
+        methods=methods,
+        reconstructions_of=reconstructions_of,
+        ks=ks,
+        n=n,
+        seed=seed,
+        baselines=baselines,
+    )
+    root = Path(plan.dataset.root)
+    photo_of = {
+        g[0]: g
+        for g in FaceImage.objects.filter(
+            pk__in=[q.source for q in plan.queries if q.reconstruction is None]
+        ).values_list("id", "identity_id", "relative_path", "sha256")
+    }
+    adapter = get_engine(engine, collection_id=plan.collection, region=region)
+    enrolment = adapter.enrol(
+        (
+            GalleryImage(plan.names[identity], str(image), _photo_bytes(root, path, sha))
+            for image, identity, path, sha in plan.gallery
+        ),
+        strict=True,
+    )
+    answers = []
+    for query in plan.queries:
+        if query.reconstruction is not None:
+            with query.reconstruction.image.open("rb") as handle:
+                data = handle.read()
+        else:
+            _, _, path, sha = photo_of[query.source]
+            data = _photo_bytes(root, path, sha)
+        answers.append(adapter.search(data, k=plan.max_faces, threshold=threshold))
+
+    identity_of_key = {str(image): identity for image, identity, _, _ in plan.gallery}
+    true_ids = {q.truth for q in plan.queries}
+    labels = {name: identity for identity, name in plan.names.items()}
+    truth = [q.truth for q in plan.queries]
+    group = np.array([q.group for q in plan.queries], dtype=object)
+    max_k = max(ks)
+    k_ref = k if k in ks else max_k
+    variants = [("excluded", False)] + ([("included", True)] if include_source else [])
+    out_rows: list[dict[str, Any]] = []
+    for variant, include in variants:
+        # Rank each query against its own N identities: drop other queries' true identities
+        # (enrolled for them) and, when excluded, its source photo; then cut at max K.
+        answers_of_variant = [
+            SearchResult(
+                matches=tuple(
+                    m
+                    for m in answer.matches
+                    if (
+                        identity_of_key.get(m.key) == query.truth
+                        or identity_of_key.get(m.key) not in true_ids
+                    )
+                    and (include or m.key != str(query.source))
+                )[:max_k],
+                no_face=answer.no_face,
+            )
+            for query, answer in zip(plan.queries, answers, strict=True)
+        ]
+        ranked_labels, ranked_scores = ranked_matrix(answers_of_variant, labels, k=max_k)
+        trial = metric1.ranked_trial(
+            ranked_labels, ranked_scores, truth, n=n, ks=ks, threshold=threshold
+        )
+        for row in metric1.summarize([trial], group=group):
+            out_rows.append({"engine": engine, "variant": variant, "sweep": "k", **row})
+
+    out_dir = Path(out_dir)
+    stem = f"metric1_{engine}"
+    metric1.write_csv(out_rows, out_dir / f"{stem}.csv")
+    no_face = Counter(q.group for q, a in zip(plan.queries, answers, strict=True) if a.no_face)
+    notes = [
+        f"{len(plan.reconstructions)} reconstructions "
+        f"({', '.join(sorted({r.method for r in plan.reconstructions}))}) searched in "
+        f"{engine} (collection {plan.collection}), FaceMatchThreshold {threshold}, "
+        f"MaxFaces {plan.max_faces}, image-level top-K",
+        f"one gallery of N = {n} identities per query: the {len(plan.distractors)} distractors "
+        f"of the local run's first draw with seed {seed}, {len(plan.gallery)} photos in all "
+        f"({enrolment.indexed} indexed now, {enrolment.skipped} already there, "
+        f"{len(enrolment.no_face)} without a face)",
+        "N sweep not run for a commercial engine: each N draw needs its own collection "
+        "(enrolment billed per photo); rates are from one gallery draw, so the intervals "
+        "are Wilson intervals over queries, not over draws",
+        "queries in which the engine found no face count as no match: "
+        + (", ".join(f"{g} {c}" for g, c in no_face.items()) or "none"),
+        f"throttled calls retried: {adapter.retries}",
+    ]
+    metric1.write_markdown(
+        out_rows,
+        out_dir / f"{stem}.md",
+        title=f"Metric 1: top-K matching in {engine} on {dataset}",
+        notes=notes,
+        reference=(n, k_ref),
+        interval="wilson",
+    )
+    figures = metric1.write_plots(out_rows, out_dir, reference=(n, k_ref), stem=stem)
+    config = {
+        "dataset": dataset,
+        "engine": engine,
+        "collection": plan.collection,
+        "region": region or "",
+        "methods": methods or [],
+        "reconstructions_of": reconstructions_of or "",
+        "ks": list(ks),
+        "k": k_ref,
+        "n": n,
+        "seed": seed,
+        "include_source": include_source,
+        "threshold": threshold,
+        "baselines": baselines,
+        "max_faces": plan.max_faces,
+        "dataset_fingerprint": plan.dataset.fingerprint,
+        "reconstruction_ids": [r.pk for r in plan.reconstructions],
+        "distractor_identity_ids": plan.distractors,
+        "gallery_image_ids": [g[0] for g in plan.gallery],
+        "calls_planned": plan.calls.calls,
+        "estimated_cost_usd": plan.calls.cost,
+    }
+    results = {
+        "rows": out_rows,
+        "notes": notes,
+        "files": [str(p) for p in [out_dir / f"{stem}.csv", out_dir / f"{stem}.md", *figures]],
+        "enrolment": {
+            "indexed": enrolment.indexed,
+            "skipped": enrolment.skipped,
+            "no_face": enrolment.no_face,
+            "calls": enrolment.calls,
+        },
+        "retries": adapter.retries,
+        "searches": len(answers),
+        "queries": [
+            {
+                "group": q.group,
+                "truth": q.truth,
+                "source": q.source,
+                "reconstruction": q.reconstruction.pk if q.reconstruction else None,
+                "no_face": a.no_face,
+                "matches": [[m.key, m.similarity] for m in a.matches],
+            }
+            for q, a in zip(plan.queries, answers, strict=True)
+        ],
+    }
+    return TopKRun.objects.create(
+        dataset=plan.dataset,
+        recognizer=engine,
+        recognizer_sha256="",
+        methods=sorted({r.method for r in plan.reconstructions}),
+        reconstructions_of=reconstructions_of or "",
+        gallery_n=n,
+        k=k_ref,
+        ks=list(ks),
+        ns=[],
+        sweep="k",
+        trials=1,
+        seed=seed,
+        include_source=include_source,
+        threshold=threshold,
+        ranking=TopKRun.Ranking.IMAGE,
+        config=config,
+        results=_json_safe(results),
+        output_dir=str(out_dir),
+        queries=len(plan.queries),
+        seconds=time.perf_counter() - started,
     )

@@ -171,3 +171,51 @@ def test_cleanup_deletes_the_collection_once(engine, client):
 def test_invalid_collection_id_is_refused():
     with pytest.raises(ValueError, match="collection id"):
         RekognitionEngine(collection_id="bad id!")
+
+
+def test_strict_enrolment_refuses_a_collection_of_another_gallery_before_indexing(engine, client):
+    from reconstruction.engines import EngineError
+
+    with Stubber(client) as stub:
+        stub.add_response("create_collection", {"StatusCode": 200})
+        stub.add_response("list_faces", {"Faces": [face("Carl:9"), face(external_id("Ann", "1"))]})
+        # No index_faces is queued: indexing anything would fail the Stubber.
+        with pytest.raises(EngineError, match=r"holds 1 faces .*'Carl:9'.*rekognition_cleanup"):
+            engine.enrol([GalleryImage("Ann", "1", b"jpeg-1")], strict=True)
+        stub.assert_no_pending_responses()
+
+
+def test_missing_or_refused_credentials_name_the_aws_variables(client, tmp_path, monkeypatch):
+    from reconstruction.engines import EngineError
+
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # never AWS, whatever happens
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    with pytest.raises(EngineError, match="pass --region"):
+        RekognitionEngine(collection_id=COLLECTION).cleanup()
+    unsigned = RekognitionEngine(collection_id=COLLECTION, region="us-east-1")
+    with pytest.raises(EngineError, match="AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
+        unsigned.cleanup()
+    refused = RekognitionEngine(collection_id=COLLECTION, client=client)
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "delete_collection",
+            service_error_code="UnrecognizedClientException",
+            service_message="The security token included in the request is invalid.",
+        )
+        with pytest.raises(EngineError, match="AWS refused the credentials"):
+            refused.cleanup()
