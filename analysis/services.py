@@ -37,8 +37,9 @@ from analysis.outcomes import add_outcomes, coerce_export, parse_ranks
 from analysis.report import AnalysisConfig, build_report
 from analysis.simulation import logit_intercept
 from survey import services as flow
+from survey.dataprotection import actor_of, audit_record
 from survey.exports import LONG_COLUMNS, responses_long
-from survey.models import Participant, Study, plan_sha256
+from survey.models import AuditEvent, Participant, Study, plan_sha256
 
 
 class AnalysisError(Exception):
@@ -376,11 +377,13 @@ def study_analyze(
     out_dir: Path | None = None,
     user: Any = None,
     overrides: Mapping[str, Any] | None = None,
+    actor: str = "",
 ) -> AnalysisRun:
     """Write the study's report folder (plan hash and deviation included) and record the run.
 
     ``overrides`` replace AnalysisConfig fields for this run only (e.g. ``sensitivity``,
-    ``n_resamples``); the report lists them next to the plan.
+    ``n_resamples``); the report lists them next to the plan. The run goes to the audit log
+    under ``actor`` (default: ``user``'s username).
     """
     started = time.perf_counter()
     reading = analysis_plan_read(
@@ -415,20 +418,28 @@ def study_analyze(
         extra={"preregistration": pre, "candidate_positions": positions},
     )
     top = headline(summary)
-    return AnalysisRun.objects.create(
-        study=study,
-        config=config.as_dict(),
-        plan=study.analysis_plan,
-        plan_sha256=pre["plan_sha256"],
-        frozen_plan_sha256=study.analysis_plan_sha256,
-        plan_deviates=pre["deviates"],
-        out_dir=str(out.resolve()),
-        summary=top,
-        n_participants=top["n_participants_analysed"],
-        n_responses=top["n_responses_export"],
-        duration_s=round(time.perf_counter() - started, 3),
-        created_by=user if getattr(user, "is_authenticated", False) else None,
-    )
+    with transaction.atomic():  # no run without its audit record
+        run = AnalysisRun.objects.create(
+            study=study,
+            config=config.as_dict(),
+            plan=study.analysis_plan,
+            plan_sha256=pre["plan_sha256"],
+            frozen_plan_sha256=study.analysis_plan_sha256,
+            plan_deviates=pre["deviates"],
+            out_dir=str(out.resolve()),
+            summary=top,
+            n_participants=top["n_participants_analysed"],
+            n_responses=top["n_responses_export"],
+            duration_s=round(time.perf_counter() - started, 3),
+            created_by=user if getattr(user, "is_authenticated", False) else None,
+        )
+        audit_record(
+            actor=actor or actor_of(user),
+            action=AuditEvent.Action.ANALYSIS,
+            study=study,
+            detail={"run": run.pk, "out_dir": run.out_dir, "n_participants": run.n_participants},
+        )
+    return run
 
 
 # --- pilot data --------------------------------------------------------------------------

@@ -41,10 +41,21 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "django_tasks",
+    "django_tasks_db",
     "survey",
     "reconstruction",
     "analysis",
 ]
+
+# Long reconstruction jobs (reconstruction/tasks.py) wait in the database until a worker
+# (`manage.py db_worker --queue-name reconstruction`, one per GPU) takes them.
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default", "reconstruction"],
+    }
+}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -80,6 +91,8 @@ DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
         conn_max_age=int(os.environ.get("DJANGO_CONN_MAX_AGE", "0")),
+        # A persistent connection cut by a database restart is replaced, not a 500.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -109,6 +122,8 @@ MEDIA_URL = os.environ.get("DJANGO_MEDIA_URL", "/media/")
 MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT", VAR_DIR / "media"))
 # Serve uploaded media through Django (local demo only; production uses a web server or S3).
 FVR_SERVE_MEDIA = env_bool("FVR_SERVE_MEDIA", DEBUG)
+# Serve local media in production straight from the WSGI app (config/wsgi.py), before Django.
+FVR_SERVE_MEDIA_WHITENOISE = env_bool("FVR_SERVE_MEDIA_WHITENOISE")
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -171,12 +186,32 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"no_prolific_ids": {"()": "survey.redaction.ProlificIdLogFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        # Django's own runserver request log, with Prolific IDs masked in the request line.
+        "django.server": {
+            "class": "logging.StreamHandler",
+            "formatter": "django.server",
+            "filters": ["no_prolific_ids"],
+        },
+    },
     "loggers": {
         "survey": {"handlers": ["console"], "level": os.environ.get("FVR_LOG_LEVEL", "INFO")},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
     },
 }
+# Error reports (the DEBUG page, mails to ADMINS) never show Prolific IDs (survey/redaction.py).
+DEFAULT_EXCEPTION_REPORTER = "survey.redaction.ProlificSafeExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "survey.redaction.ProlificSafeExceptionReporterFilter"
 
 # fvr-study's own settings.
 # Key for participant pseudonyms (HMAC of the Prolific ID); defaults to SECRET_KEY.
@@ -185,5 +220,22 @@ FVR_PSEUDONYM_KEY = os.environ.get("FVR_PSEUDONYM_KEY", SECRET_KEY)
 FVR_PROLIFIC_COMPLETE_URL = os.environ.get(
     "FVR_PROLIFIC_COMPLETE_URL", "https://app.prolific.com/submissions/complete"
 )
+# Prolific's REST API (approve, reject, bonus, return): the token is read from the environment
+# only and never stored in the database.
+FVR_PROLIFIC_TOKEN = os.environ.get("FVR_PROLIFIC_TOKEN", "")
+FVR_PROLIFIC_API_URL = os.environ.get("FVR_PROLIFIC_API_URL", "https://api.prolific.com/api/v1/")
 # Real face photos (identity-per-folder) for the demo and the tests; optional.
 FVR_FACE_DATA = os.environ.get("FVR_FACE_DATA", "")
+# Entry rate limit per client IP, shared by all workers through the database ("30/min",
+# "100/10m"; "off" or 0: none). Unset or empty: 30/min in production, off otherwise.
+FVR_ENTRY_RATE = os.environ.get("FVR_ENTRY_RATE") or ("30/min" if PRODUCTION else "off")
+# Reverse proxies (IPs or networks) whose X-Forwarded-For names the client; empty: none.
+FVR_TRUSTED_PROXIES = env_list("FVR_TRUSTED_PROXIES")
+# Days after a participant finished that their raw Prolific ID is kept
+# (`purge_participant_ids --expired` removes older ones; see DATA_PROTECTION.md).
+try:
+    FVR_RETENTION_DAYS = int(os.environ.get("FVR_RETENTION_DAYS", "90"))
+except ValueError as error:
+    raise ImproperlyConfigured("FVR_RETENTION_DAYS must be a whole number of days.") from error
+if FVR_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("FVR_RETENTION_DAYS must be at least 1 day.")

@@ -1,16 +1,22 @@
 """REST API v1: the participant's answers, and staff-only exports. One APIView per operation."""
 
+from typing import IO
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
 from rest_framework.authentication import CSRFCheck
-from rest_framework.exceptions import APIException, NotAuthenticated, PermissionDenied
+from rest_framework.exceptions import APIException, NotAuthenticated, ParseError, PermissionDenied
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
 from survey import services
+from survey.dataprotection import actor_of, exports_audit
 from survey.exports import csv_lines, responses_long
 from survey.flow import step_url
 from survey.models import Assignment, Participant, Study
@@ -21,6 +27,14 @@ from survey.serializers import (
     ParticipantStateSerializer,
 )
 from survey.views import session_participant
+
+# Django's slug converter: any other value never reaches a view (the URL does not resolve).
+SLUG = OpenApiParameter(
+    "slug", str, OpenApiParameter.PATH, pattern=r"^[-a-zA-Z0-9_]+$", description="The study."
+)
+NO_STUDY = OpenApiResponse(description="No study with this slug")
+NOT_PARTICIPANT = OpenApiResponse(description="No participant of this study is signed in")
+NOT_STAFF = OpenApiResponse(description="Staff login required")
 
 
 class FlowRefused(APIException):
@@ -56,7 +70,11 @@ def enforce_csrf(request: Request) -> None:
 class ParticipantStateApi(APIView):
     permission_classes = [IsStudyParticipant]
 
-    @extend_schema(responses=ParticipantStateSerializer, summary="The participant's position")
+    @extend_schema(
+        parameters=[SLUG],
+        responses={200: ParticipantStateSerializer, 403: NOT_PARTICIPANT, 404: NO_STUDY},
+        summary="The participant's position",
+    )
     def get(self, request: Request, slug: str) -> ApiResponse:
         p: Participant = self.participant
         current = None
@@ -77,22 +95,51 @@ class ParticipantStateApi(APIView):
         return ApiResponse(ParticipantStateSerializer(data).data)
 
 
+class AnswerJsonParser(JSONParser):
+    """DRF's JSON parser; a body nested too deep for Python's decoder is a 400, not a 500."""
+
+    def parse(
+        self, stream: IO[bytes], media_type: str | None = None, parser_context: dict | None = None
+    ) -> object:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as error:
+            raise ParseError("JSON parse error - the body is nested too deeply.") from error
+
+
 class AnswerCreateApi(APIView):
     permission_classes = [IsStudyParticipant]
+    parser_classes = [AnswerJsonParser]
 
     @extend_schema(
+        parameters=[SLUG],
         request=AnswerInputSerializer,
         responses={
             201: AnswerOutputSerializer,
             200: OpenApiResponse(AnswerOutputSerializer, "Already answered: first answer kept"),
             400: OpenApiResponse(description="Invalid answer"),
-            403: OpenApiResponse(description="Not this participant's question"),
+            403: OpenApiResponse(
+                description="Not signed in as a participant, CSRF failed, or not their question"
+            ),
+            404: NO_STUDY,
             409: OpenApiResponse(description="Not the current question, or finished"),
+            413: OpenApiResponse(description="Body over DATA_UPLOAD_MAX_MEMORY_SIZE"),
         },
         summary="Answer the current question",
     )
     def post(self, request: Request, slug: str) -> ApiResponse:
-        serializer = AnswerInputSerializer(data=request.data)
+        try:
+            body = request.data
+        except RequestDataTooBig as error:
+            # DRF lets Django's refusal through, which would answer with an HTML page.
+            refused = services.BodyTooLarge(
+                f"The request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; an "
+                "answer takes a few hundred. Reload the page and answer again."
+            )
+            p = self.participant
+            services.refusal_log(error=refused, study=p.study, participant=p)
+            raise FlowRefused(refused) from error
+        serializer = AnswerInputSerializer(data=body)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
@@ -117,9 +164,14 @@ class AnswerCreateApi(APIView):
 class ResponseExportApi(APIView):
     """Staff only: every response of a study in long format (JSON)."""
 
-    @extend_schema(responses=LongRowSerializer(many=True), summary="Long export (JSON)")
+    @extend_schema(
+        parameters=[SLUG],
+        responses={200: LongRowSerializer(many=True), 403: NOT_STAFF, 404: NO_STUDY},
+        summary="Long export (JSON)",
+    )
     def get(self, request: Request, slug: str) -> ApiResponse:
         study = get_object_or_404(Study, slug=slug)
+        exports_audit(actor=actor_of(request.user), studies=[study], via="api", fmt="json")
         return ApiResponse(list(responses_long(study)))
 
 
@@ -127,11 +179,17 @@ class ResponseCsvExportApi(APIView):
     """Staff only: every response of a study in long format (CSV download)."""
 
     @extend_schema(
-        responses={(200, "text/csv"): OpenApiResponse(description="Long-format CSV")},
+        parameters=[SLUG],
+        responses={
+            (200, "text/csv"): OpenApiResponse(description="Long-format CSV"),
+            403: NOT_STAFF,
+            404: NO_STUDY,
+        },
         summary="Long export (CSV)",
     )
     def get(self, request: Request, slug: str) -> StreamingHttpResponse:
         study = get_object_or_404(Study, slug=slug)
+        exports_audit(actor=actor_of(request.user), studies=[study], via="api", fmt="csv")
         response = StreamingHttpResponse(
             csv_lines(responses_long(study)), content_type="text/csv; charset=utf-8"
         )

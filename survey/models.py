@@ -465,3 +465,25 @@ class ProlificBonus(models.Model):
 
     def __str__(self) -> str:
         return f"bonus {self.amount_pence} for {self.submission_id} ({self.state})"
+
+
+class RateCounter(models.Model):
+    """Requests one client made in one time window: a fixed-window limit every worker shares."""
+
+    scope = models.CharField(max_length=16, help_text="What is limited, e.g. 'entry'.")
+    client = models.CharField(
+        max_length=32, help_text="Keyed hash of the client's IP address (never the address)."
+    )
+    window_start = models.PositiveBigIntegerField(help_text="Unix time the window began.")
+    hits = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope", "client", "window_start"], name="ratecounter_one_per_window"
+            ),
+        ]
+        indexes = [models.Index(fields=["window_start"], name="ratecounter_window_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.client}@{self.window_start}: {self.hits}"

@@ -65,6 +65,11 @@ class InvalidAnswer(FlowError):
     reason = "invalid_answer"
 
 
+class BodyTooLarge(FlowError):
+    status = 413
+    reason = "body_too_large"
+
+
 def refusal_log(
     *, error: FlowError, study: Study | None = None, participant: Participant | None = None
 ) -> None:
@@ -144,7 +149,8 @@ def participant_enter(
                 prolific_pid=pid,
                 pseudonym=pseudonym,
                 session_id=session,
-                user_agent=user_agent[:300],
+                # PostgreSQL text cannot hold NUL: a forged header must not become a 500.
+                user_agent=user_agent.replace("\x00", "")[:300],
             )
     except IntegrityError:
         # Another request for the same PID won the race: resume that participation.

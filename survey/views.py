@@ -16,6 +16,7 @@ from survey import services
 from survey.flow import progress, step_url
 from survey.forms import AnswerForm, ConsentForm, DemographicsForm
 from survey.models import Assignment, Confidence, Participant, Study
+from survey.ratelimit import RateLimited, entry_rate_check
 
 SESSION_KEY = "fvr_participants"
 Step = Participant.Step
@@ -134,6 +135,12 @@ def page_context(participant: Participant, **extra: object) -> dict:
 def entry(request: HttpRequest, slug: str) -> HttpResponse:
     """Arrival from Prolific: admit, move the IDs out of the URL, go to the current step."""
     study = get_object_or_404(Study, slug=slug)
+    try:
+        entry_rate_check(request=request, study=study)
+    except RateLimited as error:
+        response = error_page(request, error, study=study)
+        response["Retry-After"] = str(error.retry_after)
+        return response
     params = request.GET
     if not any(key in params for key in ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")):
         participant = session_participant(request, study)

@@ -59,7 +59,12 @@ class Command(BaseCommand):
             if options[option] is not None
         }
         try:
-            run = study_analyze(study=study, out_dir=options["out"], overrides=overrides)
+            run = study_analyze(
+                study=study,
+                out_dir=options["out"],
+                overrides=overrides,
+                actor="command:analyze_study",
+            )
         except AnalysisError as error:
             raise CommandError(str(error)) from error
         top = run.summary

@@ -1,0 +1,1 @@
+"""Load harness for the participant study: `python -m benchmarks.load --help`, docs/load.md."""

@@ -1,0 +1,182 @@
+"""The system under load: a fresh PostgreSQL database, gunicorn in production mode, and faults."""
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psutil
+import psycopg
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+class HarnessError(RuntimeError):
+    """The harness could not set up or drive the system under load."""
+
+
+def database_recreate(url: str) -> None:
+    """Drop and create the database named in `url` (never anything else on the server)."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    if not name or not name.replace("_", "").isalnum():
+        raise HarnessError(f"--database-url must name a plain database (letters, _): {url}")
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as error:
+        raise HarnessError(f"cannot reach PostgreSQL at {admin}: {error}") from error
+
+
+def server_environment(*, database_url: str, workdir: Path) -> dict[str, str]:
+    """Production settings over plain HTTP on loopback, media served before Django."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": database_url,
+        "DJANGO_PRODUCTION": "1",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        # Loopback has no TLS: no HTTPS redirect or Secure cookies (a TLS proxy does this part).
+        "DJANGO_SECURE": "0",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DJANGO_CONN_MAX_AGE": "60",
+        "FVR_VAR_DIR": str(workdir),
+        "DJANGO_MEDIA_ROOT": str(workdir / "media"),
+        "DJANGO_STATIC_ROOT": str(workdir / "static"),
+        "FVR_SERVE_MEDIA_WHITENOISE": "1",
+        "FVR_LOG_LEVEL": "ERROR",
+        # Everyone arrives from 127.0.0.1 here: the per-address entry limit must not bite.
+        "FVR_ENTRY_RATE": os.environ.get("FVR_LOAD_ENTRY_RATE", "1000000/min"),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Gunicorn:
+    """One gunicorn master with its workers, started and stopped by the harness."""
+
+    env: dict[str, str]
+    workdir: Path
+    port: int
+    workers: int = 4
+    threads: int = 4
+    process: subprocess.Popen | None = None
+    events: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, timeout: float = 60) -> float:
+        """Start gunicorn and wait until it answers; return the seconds that took."""
+        started = time.monotonic()
+        self.process = subprocess.Popen(
+            [
+                str(BIN / "gunicorn"),
+                "config.wsgi:application",
+                f"--bind=127.0.0.1:{self.port}",
+                f"--workers={self.workers}",
+                "--worker-class=gthread",
+                f"--threads={self.threads}",
+                "--timeout=60",
+                "--graceful-timeout=30",
+                "--backlog=2048",
+                # Longer than any think time, as a proxy's keep-alive would be: a connection closed
+                # by the server just as the client reuses it is a client-side error, not a fault.
+                "--keep-alive=75",
+                f"--error-logfile={self.workdir / 'gunicorn.log'}",
+            ],
+            cwd=REPO,
+            env={**os.environ, **self.env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.wait_ready(timeout=timeout)
+        return time.monotonic() - started
+
+    def wait_ready(self, *, timeout: float) -> float:
+        """Poll until a page is served by a worker; return the seconds waited."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.process is not None and self.process.poll() is not None:
+                raise HarnessError(
+                    f"gunicorn exited with {self.process.returncode}; see "
+                    f"{self.workdir / 'gunicorn.log'}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v1/schema/", timeout=5):
+                    return time.monotonic() - started
+            except urllib.error.HTTPError as error:
+                if error.code < 500:
+                    return time.monotonic() - started
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise HarnessError(f"gunicorn did not answer within {timeout:.0f} s")
+
+    def workers_pids(self) -> list[int]:
+        return [child.pid for child in psutil.Process(self.process.pid).children()]
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM: in-flight requests finish), then wait for the master."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    # --- faults -----------------------------------------------------------------------------
+
+    def hup(self) -> float:
+        """Reload: new workers start, old ones finish their requests and exit."""
+        self.process.send_signal(signal.SIGHUP)
+        return self.wait_ready(timeout=60)
+
+    def kill_worker(self) -> float:
+        """SIGKILL one worker mid-request; the master starts a replacement."""
+        pids = self.workers_pids()
+        if not pids:
+            raise HarnessError("gunicorn has no workers to kill")
+        os.kill(pids[0], signal.SIGKILL)
+        return self.wait_ready(timeout=60)
+
+    def restart(self) -> float:
+        """Full application restart: stop gunicorn, start it again on the same port."""
+        started = time.monotonic()
+        self.stop()
+        self.start()
+        return time.monotonic() - started
+
+
+def postgres_restart(cluster: str) -> float:
+    """PostgreSQL fast restart (open connections are cut); return the seconds it took."""
+    version, _, name = cluster.partition("/")
+    started = time.monotonic()
+    result = subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "restart", "-m", "fast"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise HarnessError(f"pg_ctlcluster restart failed: {result.stderr.strip()}")
+    return time.monotonic() - started
