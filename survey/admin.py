@@ -1,19 +1,24 @@
 """Django admin for researchers: studies and match sets, and participant data read-only."""
 
 import json
+from collections.abc import Callable
+from functools import partial
 from itertools import chain
 
 from django.contrib import admin, messages
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, StreamingHttpResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
+from survey import dashboard, prolific
+from survey.dataprotection import actor_of, exports_audit
 from survey.exports import csv_lines, responses_long
 from survey.models import (
     Assignment,
+    AuditEvent,
     Candidate,
     FvrMethod,
     MatchSet,
@@ -121,6 +126,22 @@ class StudyAdmin(admin.ModelAdmin):
         ("History", {"fields": ["created_at", "opened_at", "closed_at"]}),
     ]
 
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/dashboard/",
+                wrap(partial(dashboard.dashboard_view, model_admin=self)),
+                name="survey_study_dashboard",
+            ),
+            path(
+                "<path:object_id>/dashboard.json",
+                wrap(partial(dashboard.dashboard_data_view, model_admin=self)),
+                name="survey_study_dashboard_data",
+            ),
+            *super().get_urls(),
+        ]
+
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         by_status = {
             f"n_{status}": Count("participants", filter=Q(participants__status=status))
@@ -189,12 +210,13 @@ class StudyAdmin(admin.ModelAdmin):
         return format_html(
             (
                 '{} · {} · <a href="{}">Download responses (CSV)</a>'
-                ' · <a href="{}">Analysis report</a>'
+                ' · <a href="{}">Analysis report</a> · <a href="{}">Live dashboard</a>'
             ),
             _changelist_link(MatchSet, "Match sets", study__id__exact=obj.pk),
             _changelist_link(Participant, "Participants", study__id__exact=obj.pk),
             csv_url,
             reverse("admin:analysis_study_report", args=[obj.slug]),
+            reverse("admin:survey_study_dashboard", args=[obj.pk]),
         )
 
     @admin.display(description="study URL")
@@ -263,6 +285,7 @@ class StudyAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet
     ) -> StreamingHttpResponse:
         studies = list(queryset.order_by("slug"))
+        exports_audit(actor=actor_of(request.user), studies=studies, via="admin", fmt="csv")
         rows = chain.from_iterable(responses_long(study) for study in studies)
         response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv; charset=utf-8")
         name = studies[0].slug if len(studies) == 1 else "studies"
@@ -415,6 +438,67 @@ class ParticipantAdmin(ReadOnlyAdmin):
     search_fields = ["pseudonym"]
     search_help_text = "Pseudonym, or a Prolific ID (matched through its pseudonym)."
     inlines = [ResponseInline]
+    actions = ["prolific_approve", "prolific_reject_failed_check", "prolific_request_return"]
+
+    def _prolific(self, request: HttpRequest, operation: Callable[[], str]) -> None:
+        """Run a Prolific operation and report its outcome (or Prolific's error) to the user."""
+        try:
+            self.message_user(request, operation(), messages.SUCCESS)
+        except prolific.ProlificError as error:
+            self.message_user(request, error.message, messages.ERROR)
+
+    @admin.action(description="Prolific: approve selected (completed) submissions")
+    def prolific_approve(self, request: HttpRequest, queryset: QuerySet) -> None:
+        def run() -> str:
+            done = 0
+            for study in Study.objects.filter(participants__in=queryset).distinct():
+                done += len(
+                    prolific.submissions_approve(
+                        study=study,
+                        participants=queryset.filter(study=study),
+                        actor=actor_of(request.user),
+                    )
+                )
+            return f"Asked Prolific to approve {done} submission(s)."
+
+        self._prolific(request, run)
+
+    @admin.action(description="Prolific: reject selected as FAILED_CHECK (failed attention)")
+    def prolific_reject_failed_check(self, request: HttpRequest, queryset: QuerySet) -> None:
+        def run() -> str:
+            chosen = list(queryset)
+            others = [p.pseudonym for p in chosen if p.status != Status.FAILED_ATTENTION]
+            if others:
+                raise prolific.ProlificError(
+                    "Only participants who failed the attention checks are rejected as "
+                    f"FAILED_CHECK; not failed: {', '.join(others)}."
+                )
+            for p in chosen:
+                prolific.submission_reject(
+                    participant=p,
+                    category="FAILED_CHECK",
+                    message=prolific.FAILED_CHECK_MESSAGE,
+                    actor=actor_of(request.user),
+                )
+            return f"Rejected {len(chosen)} submission(s) as FAILED_CHECK."
+
+        self._prolific(request, run)
+
+    @admin.action(description="Prolific: ask selected (declined consent) to return")
+    def prolific_request_return(self, request: HttpRequest, queryset: QuerySet) -> None:
+        def run() -> str:
+            chosen = list(queryset)
+            others = [p.pseudonym for p in chosen if p.status != Status.NO_CONSENT]
+            if others:
+                raise prolific.ProlificError(
+                    "Return requests are for participants who declined consent; "
+                    f"not declined: {', '.join(others)}."
+                )
+            for p in chosen:
+                prolific.submission_request_return(participant=p, actor=actor_of(request.user))
+            return f"Asked {len(chosen)} participant(s) to return their submission."
+
+        self._prolific(request, run)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str
@@ -505,3 +589,22 @@ class RefusedRequestAdmin(ReadOnlyAdmin):
     list_filter = ["study", "reason"]
     list_select_related = ["study", "participant"]
     search_fields = ["participant__pseudonym", "reason", "detail"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    """The audit log: exports, analyses, purges, deletions and Prolific operations."""
+
+    list_display = ["at", "actor", "action", "study", "subject"]
+    list_filter = ["action", "study"]
+    list_select_related = ["study"]
+    search_fields = ["actor", "subject"]
+    search_help_text = "Actor or subject (a participant's pseudonym, never a Prolific ID)."
+    date_hierarchy = "at"
+    fields = ["at", "actor", "action", "study", "subject", "detail_pretty"]
+    readonly_fields = fields
+
+    @admin.display(description="detail")
+    def detail_pretty(self, obj: AuditEvent) -> str:
+        text = json.dumps(obj.detail, indent=2, sort_keys=True, ensure_ascii=False)
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)
