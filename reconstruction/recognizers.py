@@ -198,15 +198,7 @@ class TfjsRecognizer:
         self, images: np.ndarray, *, device: DeviceLike = "cpu", batch_size: int = 64
     ) -> np.ndarray:
         """Embed uint8 RGB crops (N, H, W, 3) -> L2-normalised float32 (N, D)."""
-        images = _check_images(images)
-        network = self.network(device).eval()
-        out = np.empty((len(images), self.embedding_dim), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                chunk = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)
-                x = chunk.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W) in [0, 1]
-                out[start : start + len(chunk)] = network(x).cpu().numpy()
-        return out
+        return _embed_batches(self, images, device=device, batch_size=batch_size)
 
 
 class DlibRecognizer:
@@ -361,15 +353,26 @@ class ArcFaceRecognizer:
         self, images: np.ndarray, *, device: DeviceLike = "cpu", batch_size: int = 64
     ) -> np.ndarray:
         """Embed uint8 RGB crops (N, H, W, 3) -> L2-normalised float32 (N, 512)."""
-        images = _check_images(images)
-        network = self.network(device).eval()
-        out = np.empty((len(images), self.embedding_dim), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                chunk = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)
-                x = chunk.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W) in [0, 1]
-                out[start : start + len(chunk)] = network(x).cpu().numpy()
-        return out
+        return _embed_batches(self, images, device=device, batch_size=batch_size)
+
+
+def _embed_batches(
+    recognizer: TfjsRecognizer | ArcFaceRecognizer,
+    images: np.ndarray,
+    *,
+    device: DeviceLike,
+    batch_size: int,
+) -> np.ndarray:
+    """Run a torch recognizer's network over uint8 RGB crops in batches; (N, D) float32."""
+    images = _check_images(images)
+    network = recognizer.network(device).eval()
+    out = np.empty((len(images), recognizer.embedding_dim), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            chunk = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)
+            x = chunk.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W) in [0, 1]
+            out[start : start + len(chunk)] = network(x).cpu().numpy()
+    return out
 
 
 def get_recognizer(name: str, weights: str | Path | None = None) -> Recognizer:

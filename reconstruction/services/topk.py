@@ -73,6 +73,30 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _reconstructions_chosen(
+    *,
+    source: FaceDataset,
+    methods: list[str] | None,
+    reconstructions_of: str | None,
+    position: dict[int, int],
+) -> list[Reconstruction]:
+    """The stored reconstructions to query, in a stable order: of the dataset's pooled images,
+    optionally only some methods or one F."""
+    rows = Reconstruction.objects.filter(target__dataset=source).select_related("target")
+    if methods:
+        rows = rows.filter(method__in=methods)
+    if reconstructions_of:
+        rows = rows.filter(recognizer=reconstructions_of)
+    chosen = [
+        r
+        for r in rows.order_by("method", "recognizer", "target_id", "id")
+        if r.target_id in position
+    ]
+    if not chosen:
+        raise ValueError("no reconstructions of target- or gallery-split images match")
+    return chosen
+
+
 def topk_evaluate(
     *,
     dataset: str,
@@ -127,18 +151,9 @@ def topk_evaluate(
     )
     position = {int(i): p for p, i in enumerate(pool_ids)}
 
-    rows = Reconstruction.objects.filter(target__dataset=source).select_related("target")
-    if methods:
-        rows = rows.filter(method__in=methods)
-    if reconstructions_of:
-        rows = rows.filter(recognizer=reconstructions_of)
-    rows = [
-        r
-        for r in rows.order_by("method", "recognizer", "target_id", "id")
-        if r.target_id in position
-    ]
-    if not rows:
-        raise ValueError("no reconstructions of target- or gallery-split images match")
+    rows = _reconstructions_chosen(
+        source=source, methods=methods, reconstructions_of=reconstructions_of, position=position
+    )
     several_f = len({r.recognizer for r in rows}) > 1
     groups = [f"{r.method}/{r.recognizer}" if several_f else r.method for r in rows]
     vectors = [
@@ -372,18 +387,9 @@ def topk_engine_plan(
     pool_ids = np.array([r[0] for r in pool_rows], dtype=np.int64)
     pool_labels = np.array([r[1] for r in pool_rows], dtype=np.int64)
     position = {int(i): p for p, i in enumerate(pool_ids)}
-    rows = Reconstruction.objects.filter(target__dataset=source).select_related("target")
-    if methods:
-        rows = rows.filter(method__in=methods)
-    if reconstructions_of:
-        rows = rows.filter(recognizer=reconstructions_of)
-    rows = [
-        r
-        for r in rows.order_by("method", "recognizer", "target_id", "id")
-        if r.target_id in position
-    ]
-    if not rows:
-        raise ValueError("no reconstructions of target- or gallery-split images match")
+    rows = _reconstructions_chosen(
+        source=source, methods=methods, reconstructions_of=reconstructions_of, position=position
+    )
     queries = _engine_queries(
         rows,
         pool_ids=pool_ids,
