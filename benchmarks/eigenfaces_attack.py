@@ -181,15 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     sources = aligned_faces([identities[n][0] for n in targets], args.cache, "targets")
 
     recognizer = get_recognizer(args.recognizer)
-    config = EigenfacesConfig()
-    if args.iterations != config.iterations:
-        # A shorter run keeps the paper's proportions: half restarts, half refining.
-        restart_iterations = min(100, args.iterations // 2)
-        config = EigenfacesConfig(
-            iterations=args.iterations,
-            restarts=max(1, args.iterations // (2 * restart_iterations)),
-            restart_iterations=restart_iterations,
-        )
+    config = EigenfacesConfig.budget(args.iterations)
     print(f"F = {args.recognizer} on {args.device}; {config}")
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(f"device: {device_name}, torch threads: {torch.get_num_threads()}")

@@ -2,7 +2,7 @@
 
 Usage: ``FVR_FACE_DATA=/work/shared/data python -m benchmarks.metric1_sweep`` (options:
 ``--workdir`` (scratch, kept between runs), ``--targets``, ``--preset``, ``--recognizers``,
-``--trials``, ``--reconstructions DIR``, ``--prepare-only``).
+``--trials``, ``--reconstructions DIR``, ``--iterations N``, ``--prepare-only``).
 
 Stages (each idempotent, so a second run reuses the first's work):
 
@@ -52,7 +52,13 @@ def setup_django(workdir: Path) -> None:
 
 
 def prepare(
-    *, lfw: Path, recognizers: list[str], targets: int, preset: str, seed: int
+    *,
+    lfw: Path,
+    recognizers: list[str],
+    targets: int,
+    preset: str,
+    seed: int,
+    iterations: int | None = None,
 ) -> dict[str, float]:
     """Import, embed, fit the basis and reconstruct (each skipped when already done)."""
     from reconstruction.embedding import dataset_embed
@@ -82,7 +88,8 @@ def prepare(
             preset=preset,
             seed=seed,
             artifact_id=basis.pk,
-            progress=False,
+            progress=True,
+            iterations=iterations,
         )
         timings["reconstruct"] = time.perf_counter() - start
     return timings
@@ -135,6 +142,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reconstructions", type=Path, default=None)
+    parser.add_argument(
+        "--iterations", type=int, default=None, help="Eigenfaces budget instead of --preset's."
+    )
     parser.add_argument("--prepare-only", action="store_true")
     args = parser.parse_args()
     lfw = Path(os.environ.get("FVR_FACE_DATA", "")) / "lfw"
@@ -148,6 +158,7 @@ def main() -> None:
         targets=0 if args.reconstructions else args.targets,
         preset=args.preset,
         seed=args.seed,
+        iterations=args.iterations,
     )
     if args.reconstructions:
         import_reconstructions(args.reconstructions, method="eigenfaces", recognizer="mobileface")

@@ -70,6 +70,21 @@ class EigenfacesConfig:
         """Two 5-iteration restarts then 10 refining iterations of 8 candidates: CPU tests."""
         return cls(batch_size=8, iterations=20, restarts=2, restart_iterations=5)
 
+    @classmethod
+    def budget(cls, iterations: int) -> EigenfacesConfig:
+        """A shorter (or longer) run in the paper's proportions: half of it in restarts of up
+        to 100 iterations, the rest refining; batch and learning rates as in the paper."""
+        if iterations == cls.iterations:
+            return cls()
+        if iterations < 2:
+            raise ValueError("an Eigenfaces run needs at least 2 iterations")
+        restart_iterations = min(100, iterations // 2)
+        return cls(
+            iterations=iterations,
+            restarts=max(1, iterations // (2 * restart_iterations)),
+            restart_iterations=restart_iterations,
+        )
+
     def __post_init__(self) -> None:
         if self.batch_size < 2 or (self.antithetic and self.batch_size % 2):
             raise ValueError("batch_size must be ≥ 2 (and even with antithetic pairs)")

@@ -285,14 +285,21 @@ def reconstruct_targets(
     artifact_id: int | None = None,
     checkpoint_dir: Path | None = None,
     progress: bool = True,
+    iterations: int | None = None,
 ) -> ReconstructSummary:
-    """Reconstruct the first image of each target-split identity (by name), skipping done ones."""
+    """Reconstruct the first image of each target-split identity (by name), skipping done ones.
+
+    ``iterations``: Eigenfaces only, a budget other than the preset's, in the paper's
+    proportions (`EigenfacesConfig.budget`); recorded in each Reconstruction's config.
+    """
     from tqdm import tqdm
 
     from reconstruction.methods import PARAMETRIC, config_from_preset, get_method
     from reconstruction.methods.parametric import config_from_artifact
 
     started = time.perf_counter()
+    if iterations is not None and method != "eigenfaces":
+        raise ValueError(f"iterations applies to eigenfaces only, not {method}")
     source = FaceDataset.objects.get(name=dataset)
     entry = get_method(method)
     artifact = _artifact_choose(
@@ -301,6 +308,8 @@ def reconstruct_targets(
     if method in PARAMETRIC:
         # A trained network is its training config: record that, whatever the preset.
         config = config_from_artifact(method, artifact.config)
+    elif iterations is not None:
+        config = entry.config.budget(iterations)
     else:
         config = config_from_preset(entry.config, preset)
     first_images = (

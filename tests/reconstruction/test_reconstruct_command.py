@@ -62,6 +62,41 @@ def test_reconstruct_command_stores_images_and_skips_targets_already_done(
     assert not any((tmp_path / "checkpoints").glob("*.pt"))  # finished runs leave none
 
 
+def test_an_eigenfaces_budget_keeps_the_papers_proportions_and_is_recorded(
+    tiny_lfw, mobileface, tmp_path
+):
+    from reconstruction.methods.eigenfaces import EigenfacesConfig
+
+    assert EigenfacesConfig.budget(2000) == EigenfacesConfig()
+    short = EigenfacesConfig.budget(400)
+    assert (short.iterations, short.restarts, short.restart_iterations) == (400, 2, 100)
+    assert (short.batch_size, short.lr_restart, short.lr_refine) == (64, 0.005, 0.001)
+    assert EigenfacesConfig.budget(6).restarts * EigenfacesConfig.budget(6).restart_iterations == 3
+
+    call_command(
+        "train_eigenbasis",
+        "--dataset", tiny_lfw, "--method", "pca", "--preset", "tiny", "--no-progress",
+        stdout=io.StringIO(),
+    )  # fmt: skip
+    out = io.StringIO()
+    call_command(
+        "reconstruct", "--method", "eigenfaces", "--dataset", tiny_lfw,
+        "--recognizer", "mobileface", "--iterations", "4", "--targets", "1", "--no-progress",
+        "--checkpoint-dir", str(tmp_path / "checkpoints"), stdout=out,
+    )  # fmt: skip
+    row = Reconstruction.objects.get()
+    assert (row.config["iterations"], row.config["batch_size"]) == (4, 64)
+    assert row.queries == 4 * 64 + 1
+
+
+def test_iterations_is_refused_for_a_parametric_method(tiny_lfw):
+    with pytest.raises(CommandError, match="eigenfaces only"):
+        call_command(
+            "reconstruct", "--method", "naive", "--dataset", tiny_lfw,
+            "--recognizer", "mobileface", "--iterations", "4", "--no-progress",
+        )  # fmt: skip
+
+
 def test_reconstruct_without_a_basis_says_what_to_run(tiny_lfw):
     with pytest.raises(CommandError, match="train_eigenbasis"):
         call_command(

@@ -32,6 +32,13 @@ class Command(BaseCommand):
             choices=["paper", "tiny"],
             help="Eigenfaces search settings; parametric methods use their artifact's config.",
         )
+        parser.add_argument(
+            "--iterations",
+            type=int,
+            default=None,
+            metavar="N",
+            help="Eigenfaces only: a budget other than the paper's 2000, in its proportions.",
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N.")
         parser.add_argument(
@@ -69,6 +76,7 @@ class Command(BaseCommand):
                 artifact_id=options["artifact"],
                 checkpoint_dir=options["checkpoint_dir"],
                 progress=not options["no_progress"],
+                iterations=options["iterations"],
             )
         except FaceDataset.DoesNotExist as exc:
             raise CommandError(f"No dataset {options['dataset']!r}: run import_faces.") from exc
