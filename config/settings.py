@@ -226,6 +226,10 @@ FVR_PROLIFIC_TOKEN = os.environ.get("FVR_PROLIFIC_TOKEN", "")
 FVR_PROLIFIC_API_URL = os.environ.get("FVR_PROLIFIC_API_URL", "https://api.prolific.com/api/v1/")
 # Real face photos (identity-per-folder) for the demo and the tests; optional.
 FVR_FACE_DATA = os.environ.get("FVR_FACE_DATA", "")
+# Where public datasets fetched on demand (LFW for the demo) are kept.
+FVR_DATA_CACHE = Path(
+    os.environ.get("FVR_DATA_CACHE", Path.home() / ".cache" / "fvr-study" / "data")
+).expanduser()
 # Entry rate limit per client IP, shared by all workers through the database ("30/min",
 # "100/10m"; "off" or 0: none). Unset or empty: 30/min in production, off otherwise.
 FVR_ENTRY_RATE = os.environ.get("FVR_ENTRY_RATE") or ("30/min" if PRODUCTION else "off")

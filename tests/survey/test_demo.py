@@ -146,7 +146,7 @@ def test_face_folder_comes_from_fvr_face_data_preferring_its_lfw_subfolder(
 def test_missing_photos_are_a_clear_error(settings):
     settings.FVR_FACE_DATA = ""
     with pytest.raises(CommandError, match="No face photos: pass --faces PATH"):
-        demo()
+        demo("--no-download")
     with pytest.raises(CommandError, match="is not a folder"):
         demo(faces="/nonexistent/faces")
     assert not Study.objects.exists()

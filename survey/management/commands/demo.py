@@ -73,6 +73,11 @@ class Command(BaseCommand):
             "exists, else $FVR_FACE_DATA)",
         )
         parser.add_argument("--slug", default="demo", help="the demo study's slug")
+        parser.add_argument(
+            "--no-download",
+            action="store_true",
+            help="without --faces or FVR_FACE_DATA, stop instead of downloading LFW (181 MB)",
+        )
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument(
             "--photos-only",
@@ -159,7 +164,7 @@ class Command(BaseCommand):
             )
             return existing
         try:
-            root = demo_faces_root(faces=options["faces"], face_data=settings.FVR_FACE_DATA)
+            root = self._faces_root(options)
             if not options["photos_only"]:
                 return self._pipeline_study(root, options)
             study = demo_study_create(
@@ -179,6 +184,22 @@ class Command(BaseCommand):
             f"{absent} without the target) from the photos in {root}."
         )
         return study
+
+    def _faces_root(self, options: dict) -> Path:
+        """The photos: --faces, else FVR_FACE_DATA, else LFW downloaded once into the cache."""
+        if options["faces"] or settings.FVR_FACE_DATA or options["no_download"]:
+            return demo_faces_root(faces=options["faces"], face_data=settings.FVR_FACE_DATA)
+        from reconstruction.downloads import LFW, DownloadError, archive_fetch
+
+        cache = Path(settings.FVR_DATA_CACHE)
+        self.stdout.write(
+            f"No --faces or FVR_FACE_DATA: using LFW from {cache} (downloaded once, "
+            f"{LFW.size / 1e6:.0f} MB, SHA-256 checked)."
+        )
+        try:
+            return archive_fetch(LFW, cache_dir=cache, progress=True)
+        except DownloadError as error:
+            raise DemoDataError(str(error)) from error
 
     def _pipeline_study(self, root: Path, options: dict) -> Study:
         base = DemoPipelineConfig.tiny() if options["tiny"] else DemoPipelineConfig()
