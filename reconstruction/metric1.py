@@ -482,6 +482,7 @@ def write_plots(
     stem: str = "metric1",
 ) -> list[Path]:
     """Figs. 4–6 as PNG and SVG: tpr/fpr against K, against N, and bars per engine."""
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -493,9 +494,13 @@ def write_plots(
         selected = [r for r in rows if r[fixed] == value and r.get("sweep") in (axis, None)]
         if len({r[axis] for r in selected}) < 2:
             return
-        figure = Figure(figsize=(10, 4), layout="constrained")
+        figure = Figure(figsize=(12, 4.5), layout="constrained")
         FigureCanvasAgg(figure)
         panels = figure.subplots(1, 2, sharey=True)
+        # One colour per engine and query group; the source variant is the line style, so
+        # many series stay tellable apart and the legend sits outside the data.
+        palette = matplotlib.colormaps["tab10"]
+        colours: dict[tuple[object, object], object] = {}
         for panel, field in zip(panels, ("tpr", "fpr"), strict=True):
             series: dict[str, list[dict[str, object]]] = {}
             for row in selected:
@@ -503,19 +508,24 @@ def write_plots(
                 series.setdefault(key, []).append(row)
             for key, points in series.items():
                 points.sort(key=lambda r: r[axis])
+                first = points[0]
+                slot = (first.get("engine"), first.get("group"))
+                colour = colours.setdefault(slot, palette(len(colours) % 10))
+                style = "--" if first.get("variant") == "included" else "-"
                 x = [p[axis] for p in points]
                 y = [100 * p[field] for p in points]
                 low = [100 * p[f"{field}_p2.5"] for p in points]
                 high = [100 * p[f"{field}_p97.5"] for p in points]
-                (line,) = panel.plot(x, y, marker="o", label=key)
-                panel.fill_between(x, low, high, alpha=0.15, color=line.get_color())
+                panel.plot(x, y, marker="o", label=key, color=colour, linestyle=style)
+                panel.fill_between(x, low, high, alpha=0.12, color=colour)
             panel.set_xlabel(axis.upper())
             panel.set_title(f"{field} ({fixed.upper()} = {value})")
             panel.set_ylim(-2, 102)
             if axis == "n":
                 panel.set_xscale("log")
         panels[0].set_ylabel("%")
-        panels[1].legend(fontsize="small", loc="best")
+        handles, labels = panels[0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="outside right upper", fontsize="small")
         for suffix in ("png", "svg"):
             path = folder / f"{stem}_{name}.{suffix}"
             figure.savefig(path, dpi=120)
