@@ -115,82 +115,51 @@ def top5(queries: np.ndarray, gallery: np.ndarray, truth: list[int], k: int = 5)
     return float(np.mean([t in row for t, row in zip(truth, nearest, strict=True)]))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=None, help="FVR_FACE_DATA (holds lfw/)")
-    parser.add_argument("--recognizer", default="mobileface")
-    parser.add_argument("--second", default="dlib-resnet", help="F' besides F itself")
-    parser.add_argument("--targets", type=int, default=20)
-    parser.add_argument("--iterations", type=int, default=2000)
-    parser.add_argument("--gallery", type=int, default=1000)
-    parser.add_argument("--basis-identities", type=int, default=None)
-    parser.add_argument("--basis-method", default="pca", choices=["pca", "autoencoder"])
-    parser.add_argument("--basis-epochs", type=int, default=5)
-    parser.add_argument("--basis-file", type=Path, default=None, help="reuse a fitted basis")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/fvr_eigenfaces_bench"))
-    parser.add_argument("--save-images", type=Path, default=None)
-    parser.add_argument("--progress", action="store_true", help="a progress bar per target")
-    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    data = args.data or Path(os.environ.get("FVR_FACE_DATA", ""))
-    if not (data / "lfw").is_dir():
-        print("set FVR_FACE_DATA (or --data) to a folder holding lfw/", file=sys.stderr)
-        return 2
-    identities = lfw_identities(data / "lfw")
-    ten = [name for name, files in identities.items() if len(files) >= 10]
-    few = [name for name, files in identities.items() if 2 <= len(files) <= 3]
-    single = [name for name, files in identities.items() if len(files) == 1]
-    targets = ten[: args.targets]
+BUNDLE_FORMAT = "fvr-eigenfaces-bundle/1"
 
-    # Basis on identities disjoint from every target and gallery identity.
-    basis_names = few[: args.basis_identities]
-    basis_faces = aligned_faces(
-        [p for name in basis_names for p in identities[name]], args.cache, "basis"
-    ).ok()
-    # dlib's ResNet sees a reconstruction (ArcFace frame) through the mean dlib shape of the
-    # basis faces in that frame, as reconstruction.study_builder.query_vectors does.
-    dlib_shape = basis_faces.dlib_in_arcface.mean(axis=0)
+
+def fit_or_load_basis(faces: np.ndarray, n_identities: int, args: argparse.Namespace) -> EigenBasis:
+    """The eigenbasis: ``--basis-file`` if it exists, else fitted on ``faces`` (and saved)."""
     if args.basis_file and args.basis_file.exists():
         basis = EigenBasis.load(args.basis_file)
         print(f"basis: {args.basis_file} ({basis.meta.get('n_images')} images)")
-    else:
-        faces = basis_faces.aligned
-        start = time.perf_counter()
-        config = EigenBasisConfig(method=args.basis_method, epochs=args.basis_epochs)
-        basis = fit_eigenbasis(faces, config=config, seed=args.seed)
-        print(
-            f"basis: {args.basis_method} on {len(faces)} faces of {len(basis_names)} identities, "
-            f"{basis.data_components} data components, {time.perf_counter() - start:.1f} s"
-        )
-        if args.basis_file:
-            args.basis_file.parent.mkdir(parents=True, exist_ok=True)
-            args.basis_file.write_bytes(basis.to_bytes())
-            basis = EigenBasis.load(args.basis_file)
+        return basis
+    start = time.perf_counter()
+    config = EigenBasisConfig(method=args.basis_method, epochs=args.basis_epochs)
+    basis = fit_eigenbasis(faces, config=config, seed=args.seed, device=args.device)
+    print(
+        f"basis: {args.basis_method} on {len(faces)} faces of {n_identities} identities, "
+        f"{basis.data_components} data components, {time.perf_counter() - start:.1f} s"
+    )
+    if args.basis_file:
+        args.basis_file.parent.mkdir(parents=True, exist_ok=True)
+        args.basis_file.write_bytes(basis.to_bytes())
+        basis = EigenBasis.load(args.basis_file)
+    return basis
 
-    # Gallery: every 10-photo identity by its second photo, then 1-photo identities.
-    gallery_names = (ten + single)[: args.gallery]
-    gallery_paths = [identities[n][1 if n in ten else 0] for n in gallery_names]
-    gallery = aligned_faces(gallery_paths, args.cache, "gallery")
-    gallery_names = [n for n, ok in zip(gallery_names, gallery.found, strict=True) if ok]
-    gallery = gallery.ok()
-    sources = aligned_faces([identities[n][0] for n in targets], args.cache, "targets")
 
+def attack(
+    names: list[str], sources: np.ndarray, basis: EigenBasis, args: argparse.Namespace
+) -> tuple[list[dict[str, object]], list[np.ndarray]]:
+    """Reconstruct each target from F(aligned source); one row of figures per target.
+
+    With ``--time-budget`` no target is started once that many seconds have passed since the
+    first one began (the rows say how many were done).
+    """
     recognizer = get_recognizer(args.recognizer)
     config = EigenfacesConfig.budget(args.iterations)
+    if args.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True  # one input shape throughout: pick the fastest
     print(f"F = {args.recognizer} on {args.device}; {config}")
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    print(f"device: {device_name}, torch threads: {torch.get_num_threads()}")
-    rows = []
-    images = []
-    for name, face, ok in zip(targets, sources.aligned, sources.found, strict=True):
-        if not ok:
-            print(f"{name}: no face found in the source photo, skipped")
-            continue
+    print(f"device: {device_name}, torch threads: {torch.get_num_threads()}", flush=True)
+    rows: list[dict[str, object]] = []
+    images: list[np.ndarray] = []
+    began = time.perf_counter()
+    for name, face in zip(names, sources, strict=True):
+        if args.time_budget and time.perf_counter() - began > args.time_budget:
+            print(f"time budget of {args.time_budget:.0f} s spent: {len(rows)} targets done")
+            break
         target = recognizer.embed(face[None], device=args.device)[0]
         result = reconstruct(
             target=target,
@@ -224,14 +193,15 @@ def main(argv: list[str] | None = None) -> int:
 
             args.save_images.mkdir(parents=True, exist_ok=True)
             Image.fromarray(result.image).save(args.save_images / f"{name}.png")
+    return rows, images
 
-    if not rows:
-        return 1
-    recon = np.stack(images)
-    truth = [gallery_names.index(r["identity"]) for r in rows]
-    summary = {
+
+def summarise(rows: list[dict[str, object]], args: argparse.Namespace, device: str) -> dict:
+    """The attack's figures over targets."""
+    config = EigenfacesConfig.budget(args.iterations)
+    return {
         "recognizer": args.recognizer,
-        "device": device_name,
+        "device": device,
         "targets": len(rows),
         "iterations": config.iterations,
         "batch_size": config.batch_size,
@@ -242,22 +212,223 @@ def main(argv: list[str] | None = None) -> int:
         "queries_per_s_overall": float(
             sum(r["queries"] for r in rows) / sum(r["seconds"] for r in rows)
         ),
-        "gallery_identities": len(gallery_names),
     }
+
+
+def _pack_lossless(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 faces (N, S, S, 3) → (WebP-lossless bytes concatenated, end offsets (N,)).
+
+    Lossless WebP is less than half the size of zlib on the raw pixels (31 against 78 MiB
+    for LFW's 2425 basis faces), which is what lets a bundle travel to a rented GPU host.
+    """
+    import io
+
+    from PIL import Image
+
+    blobs = []
+    for face in faces:
+        buffer = io.BytesIO()
+        Image.fromarray(face).save(buffer, "WEBP", lossless=True, quality=100, method=2)
+        blobs.append(np.frombuffer(buffer.getvalue(), np.uint8))
+    return np.concatenate(blobs), np.cumsum([len(b) for b in blobs])
+
+
+def _unpack_lossless(blob: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`_pack_lossless`."""
+    import io
+
+    from PIL import Image
+
+    starts = np.concatenate([[0], ends[:-1]])
+    return np.stack(
+        [
+            np.asarray(Image.open(io.BytesIO(blob[a:b].tobytes())).convert("RGB"))
+            for a, b in zip(starts, ends, strict=True)
+        ]
+    )
+
+
+def write_bundle(
+    folder: Path, basis_faces: Faces, n_basis_identities: int, names: list[str], sources: Faces
+) -> None:
+    """What a GPU host needs to run the attack without LFW or dlib: the aligned basis faces
+    and the targets' aligned source crops, losslessly compressed (checked on the way)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    file = folder / "bundle.npz"
+    basis_blob, basis_ends = _pack_lossless(basis_faces.aligned)
+    if not np.array_equal(_unpack_lossless(basis_blob, basis_ends), basis_faces.aligned):
+        raise RuntimeError("lossless WebP did not round-trip the basis faces")
+    target_blob, target_ends = _pack_lossless(sources.aligned)
+    np.savez(
+        file,
+        format=np.array(BUNDLE_FORMAT),
+        basis_blob=basis_blob,
+        basis_ends=basis_ends,
+        basis_identities=np.array(n_basis_identities),
+        target_names=np.array(names),
+        target_blob=target_blob,
+        target_ends=target_ends,
+        target_found=sources.found,
+    )
+    print(f"bundle: {file} ({file.stat().st_size / 2**20:.1f} MiB)")
+
+
+def run_bundle(args: argparse.Namespace) -> int:
+    """The GPU half: reconstruct from a bundle; save images and figures for ``--score``."""
+    data = np.load(args.bundle / "bundle.npz")
+    if str(data["format"]) != BUNDLE_FORMAT:
+        print(f"{args.bundle}: not a {BUNDLE_FORMAT} bundle", file=sys.stderr)
+        return 2
+    basis_faces = _unpack_lossless(data["basis_blob"], data["basis_ends"])
+    basis = fit_or_load_basis(basis_faces, int(data["basis_identities"]), args)
+    found = data["target_found"]
+    names = [str(n) for n, ok in zip(data["target_names"], found, strict=True) if ok]
+    sources = _unpack_lossless(data["target_blob"], data["target_ends"])[found]
+    names, sources = names[: args.targets], sources[: args.targets]
+    rows, images = attack(names, sources, basis, args)
+    if not rows:
+        return 1
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    summary = summarise(rows, args, device)
+    print(json.dumps(summary, indent=2))
+    out = args.reconstructions or Path("reconstructions.npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        out,
+        images=np.stack(images),
+        rows=np.array(json.dumps({"summary": summary, "targets": rows})),
+    )
+    print(f"reconstructions: {out}; score them where LFW is with --score {out.name}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=None, help="FVR_FACE_DATA (holds lfw/)")
+    parser.add_argument("--recognizer", default="mobileface")
+    parser.add_argument("--second", default="dlib-resnet", help="F' besides F itself")
+    parser.add_argument("--targets", type=int, default=20)
+    parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--gallery", type=int, default=1000)
+    parser.add_argument("--basis-identities", type=int, default=None)
+    parser.add_argument("--basis-method", default="pca", choices=["pca", "autoencoder"])
+    parser.add_argument("--basis-epochs", type=int, default=5)
+    parser.add_argument("--basis-file", type=Path, default=None, help="reuse a fitted basis")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/fvr_eigenfaces_bench"))
+    parser.add_argument("--save-images", type=Path, default=None)
+    parser.add_argument("--progress", action="store_true", help="a progress bar per target")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument("--time-budget", type=float, default=None, help="seconds; see attack()")
+    split = parser.add_argument_group(
+        "split runs",
+        "attack on a host without LFW or dlib (a rented GPU), score where the photos are",
+    )
+    split.add_argument(
+        "--write-bundle",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the aligned basis faces and target crops to DIR and stop",
+    )
+    split.add_argument(
+        "--bundle",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="reconstruct from DIR/bundle.npz; needs only torch and F",
+    )
+    split.add_argument(
+        "--reconstructions",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="where --bundle writes its images (default reconstructions.npz)",
+    )
+    split.add_argument(
+        "--score",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="score the reconstructions a --bundle run wrote, against LFW",
+    )
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.bundle:
+        return run_bundle(args)
+    data = args.data or Path(os.environ.get("FVR_FACE_DATA", ""))
+    if not (data / "lfw").is_dir():
+        print("set FVR_FACE_DATA (or --data) to a folder holding lfw/", file=sys.stderr)
+        return 2
+    identities = lfw_identities(data / "lfw")
+    ten = [name for name, files in identities.items() if len(files) >= 10]
+    few = [name for name, files in identities.items() if 2 <= len(files) <= 3]
+    single = [name for name, files in identities.items() if len(files) == 1]
+    targets = ten[: args.targets]
+
+    # Basis on identities disjoint from every target and gallery identity.
+    basis_names = few[: args.basis_identities]
+    basis_faces = aligned_faces(
+        [p for name in basis_names for p in identities[name]], args.cache, "basis"
+    ).ok()
+    # dlib's ResNet sees a reconstruction (ArcFace frame) through the mean dlib shape of the
+    # basis faces in that frame, as reconstruction.study_builder.query_vectors does.
+    dlib_shape = basis_faces.dlib_in_arcface.mean(axis=0)
+    sources = aligned_faces([identities[n][0] for n in targets], args.cache, "targets")
+    if args.write_bundle:
+        write_bundle(args.write_bundle, basis_faces, len(basis_names), targets, sources)
+        return 0
+
+    if args.score:
+        saved = np.load(args.score)
+        figures = json.loads(str(saved["rows"]))
+        rows, recon = figures["targets"], saved["images"]
+        summary = figures["summary"]
+        args.recognizer = summary["recognizer"]
+        print(f"scoring {len(rows)} reconstructions by {args.recognizer} ({summary['device']})")
+    else:
+        basis = fit_or_load_basis(basis_faces.aligned, len(basis_names), args)
+        found = [n for n, ok in zip(targets, sources.found, strict=True) if ok]
+        for name in sorted(set(targets) - set(found)):
+            print(f"{name}: no face found in the source photo, skipped")
+        rows, images = attack(found, sources.ok().aligned, basis, args)
+        if not rows:
+            return 1
+        recon = np.stack(images)
+        device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+        summary = summarise(rows, args, device)
+
+    # Gallery: every 10-photo identity by its second photo, then 1-photo identities.
+    gallery_names = (ten + single)[: args.gallery]
+    gallery_paths = [identities[n][1 if n in ten else 0] for n in gallery_names]
+    gallery = aligned_faces(gallery_paths, args.cache, "gallery")
+    gallery_names = [n for n, ok in zip(gallery_names, gallery.found, strict=True) if ok]
+    gallery = gallery.ok()
+    attacked = [r["identity"] for r in rows]
+    originals_of = sources.ok()
+    source_names = [n for n, ok in zip(targets, sources.found, strict=True) if ok]
+    picked = [source_names.index(n) for n in attacked]
+    truth = [gallery_names.index(n) for n in attacked]
+    summary["gallery_identities"] = len(gallery_names)
     from reconstruction.study_builder import dlib_chips_in_arcface_frame  # needs django.setup()
 
+    # Scoring runs where the photos are (here: the CPU), whatever device the attack used.
+    device = "cpu" if args.score else args.device
     for second in dict.fromkeys([args.recognizer, args.second]):
         engine = get_recognizer(second)
         start = time.perf_counter()
         if second == "dlib-resnet":
             # dlib's own framing: chips of the photos, the mean-shape chip of a reconstruction.
-            gallery_vectors = engine.embed(gallery.chips, device=args.device)
+            gallery_vectors = engine.embed(gallery.chips, device=device)
             queries = engine.embed(dlib_chips_in_arcface_frame(recon, dlib_shape))
-            originals = engine.embed(sources.ok().chips, device=args.device)
+            originals = engine.embed(originals_of.chips[picked], device=device)
         else:
-            gallery_vectors = engine.embed(gallery.aligned, device=args.device)
-            queries = engine.embed(recon, device=args.device)
-            originals = engine.embed(sources.ok().aligned, device=args.device)
+            gallery_vectors = engine.embed(gallery.aligned, device=device)
+            queries = engine.embed(recon, device=device)
+            originals = engine.embed(originals_of.aligned[picked], device=device)
         summary[f"top5_{second}"] = top5(queries, gallery_vectors, truth)
         summary[f"top5_{second}_real_source"] = top5(originals, gallery_vectors, truth)
         print(
@@ -272,8 +443,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import django
+    if "--bundle" not in sys.argv:  # a bundle run needs no Django (nor the project's deps)
+        import django
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    django.setup()
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        django.setup()
     sys.exit(main())

@@ -11,8 +11,17 @@
 #   - the faceres TF.js files: in the model cache (FVR_MODEL_CACHE) or FVR_TFJS_MODELS_DIR
 #     (see reconstruction/model_store.py); they are verified by SHA-256.
 # Optional: OUT (results folder, default ./var/bench), TARGETS, ITERATIONS, GALLERY, SEED.
-# Time: ≈ 2000 iterations of a 64-image faceres batch per target; at several thousand
-# queries/s that is well under a minute per target, plus alignment of ≈3.6k LFW photos.
+# Time, measured on one H200 (2026-11-26): 14.9 s per target (9,350 F queries/s in the
+# forward pass, 92% of the time), so ≈ 13 min for 50 targets, plus alignment of ≈3.6k photos.
+#
+# Split run, for a GPU host with no LFW, dlib or Django (a rented machine): here, where the
+# photos are, write a bundle of the aligned basis faces and target crops (lossless, ≈32 MiB)
+#   FVR_FACE_DATA=... python -m benchmarks.eigenfaces_attack --targets 50 --write-bundle B
+# copy B and the faceres files there, and run with only torch, numpy, Pillow and tqdm:
+#   FVR_TFJS_MODELS_DIR=models python -m benchmarks.eigenfaces_attack --bundle B \
+#       --recognizer faceres --device cuda --targets 50 --reconstructions recon.npz
+# (--time-budget S stops starting targets after S seconds); then score back here:
+#   FVR_FACE_DATA=... python -m benchmarks.eigenfaces_attack --targets 50 --score recon.npz
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
