@@ -34,9 +34,13 @@ def step_url(participant: Participant) -> str:
     return reverse(URL_NAMES[participant.step], kwargs={"slug": slug})
 
 
-def progress(participant: Participant) -> tuple[int, int]:
-    """(steps done, steps in all) for the progress bar, counting each question as a step."""
-    questions = participant.study.question_count
+def progress(participant: Participant, questions: int | None = None) -> tuple[int, int]:
+    """(steps done, steps in all) for the progress bar, counting each question as a step.
+
+    ``questions``: the study's question count, when the caller already has it (one query).
+    """
+    if questions is None:
+        questions = participant.study.question_count
     total = len(PAGE_SEQUENCE) - 1 + questions
     if participant.step == Step.DONE:
         return total, total

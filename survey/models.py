@@ -124,7 +124,8 @@ class Study(models.Model):
     @property
     def methods(self) -> list[str]:
         """The FVR methods that have match sets in this study, in a stable order."""
-        present = set(self.match_sets.values_list("method", flat=True))
+        # No ordering: MatchSet's default one would join the study table for nothing.
+        present = set(self.match_sets.order_by().values_list("method", flat=True).distinct())
         return [m for m in FvrMethod.values if m in present]
 
     @property

@@ -298,10 +298,15 @@ def assignment_served(*, assignment: Assignment, now: datetime | None = None) ->
     """Remember when a question was first shown (a reload keeps the first time)."""
     if assignment.served_at is None:
         now = now or timezone.now()
-        Assignment.objects.filter(pk=assignment.pk, served_at__isnull=True).update(served_at=now)
-        assignment.served_at = Assignment.objects.values_list("served_at", flat=True).get(
-            pk=assignment.pk
+        updated = Assignment.objects.filter(pk=assignment.pk, served_at__isnull=True).update(
+            served_at=now
         )
+        if updated:
+            assignment.served_at = now
+        else:  # another request (a second tab) was first: its time stands
+            assignment.served_at = Assignment.objects.values_list("served_at", flat=True).get(
+                pk=assignment.pk
+            )
 
 
 def answer_validate(
@@ -391,7 +396,9 @@ def _response_record(
     now = now or timezone.now()
     served_at = assignment.served_at or now
     true_ranks = set(
-        assignment.match_set.candidates.filter(is_true=True).values_list("rank", flat=True)
+        assignment.match_set.candidates.filter(is_true=True)
+        .order_by()  # Candidate's default ordering would join match set and study for nothing
+        .values_list("rank", flat=True)
     )
     attention_passed = None
     if assignment.is_attention_check:

@@ -6,7 +6,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.db.models import Prefetch
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
@@ -15,7 +16,7 @@ from django.views.decorators.http import require_http_methods
 from survey import services
 from survey.flow import progress, step_url
 from survey.forms import AnswerForm, ConsentForm, DemographicsForm
-from survey.models import Assignment, Confidence, Participant, Study
+from survey.models import Assignment, Candidate, Confidence, Participant, Study
 from survey.ratelimit import RateLimited, entry_rate_check
 
 SESSION_KEY = "fvr_participants"
@@ -118,8 +119,8 @@ def log_stale_post(participant: Participant, what: str) -> None:
     services.refusal_log(error=error, study=participant.study, participant=participant)
 
 
-def page_context(participant: Participant, **extra: object) -> dict:
-    done, total = progress(participant)
+def page_context(participant: Participant, questions: int | None = None, **extra: object) -> dict:
+    done, total = progress(participant, questions)
     return {
         "participant": participant,
         "study": participant.study,
@@ -210,25 +211,38 @@ def instructions(request: HttpRequest, participant: Participant) -> HttpResponse
     return render(request, "survey/instructions.html", page_context(participant))
 
 
-def _question_context(participant: Participant, assignment: Assignment, form: AnswerForm) -> dict:
+def _question_pair(participant: Participant, position: int) -> tuple[Assignment, Assignment | None]:
+    """The question at ``position`` and the one after it (for preloading its images), with
+    their match sets and candidates: two queries."""
+    candidates = Prefetch("match_set__candidates", queryset=Candidate.objects.order_by("rank"))
+    pair = list(
+        Assignment.objects.filter(participant=participant, position__in=(position, position + 1))
+        .select_related("match_set")
+        .prefetch_related(candidates)
+        .order_by("position")
+    )
+    if not pair or pair[0].position != position:
+        raise Http404("No such question.")
+    return pair[0], pair[1] if len(pair) > 1 else None
+
+
+def _question_context(
+    participant: Participant, assignment: Assignment, following: Assignment | None, form: AnswerForm
+) -> dict:
     match_set = assignment.match_set
     k = participant.study.k
     by_rank = {c.rank: c for c in match_set.candidates.all()}
     candidates = [by_rank[rank] for rank in assignment.display_order(k)]
-    following = (
-        Assignment.objects.filter(participant=participant, position=assignment.position + 1)
-        .select_related("match_set")
-        .prefetch_related("match_set__candidates")
-        .first()
-    )
     preload = []
     if following is not None:
         preload = [following.match_set.query_image.url] + [
             c.image.url for c in following.match_set.candidates.all()
         ]
     selected = {str(v) for v in (form["selected"].value() or [])}
+    questions = participant.study.question_count
     return page_context(
         participant,
+        questions,
         form=form,
         assignment=assignment,
         match_set=match_set,
@@ -250,7 +264,7 @@ def _question_context(participant: Participant, assignment: Assignment, form: An
             else ""
         ),
         question_number=assignment.position,
-        question_total=participant.study.question_count,
+        question_total=questions,
     )
 
 
@@ -266,12 +280,10 @@ def question(request: HttpRequest, participant: Participant, position: int) -> H
                 f"You have already answered question {position}; your first answer is kept.",
             )
         return HttpResponseRedirect(step_url(participant))
-    assignment = get_object_or_404(
-        Assignment.objects.select_related("match_set"), participant=participant, position=position
-    )
     form = AnswerForm(request.POST or None, k=participant.study.k)
     if request.method == "POST":
         if form.is_valid():
+            # The answer names its question by token; the service checks it is this one.
             try:
                 result = services.response_record(
                     participant=participant,
@@ -283,12 +295,14 @@ def question(request: HttpRequest, participant: Participant, position: int) -> H
             except services.FlowError as error:
                 return error_page(request, error, study=participant.study)
             return redirect(step_url(result.participant))
+        assignment, following = _question_pair(participant, position)
         status = 400
     else:
+        assignment, following = _question_pair(participant, position)
         services.assignment_served(assignment=assignment)
         form = AnswerForm(initial={"question": assignment.token}, k=participant.study.k)
         status = 200
-    context = _question_context(participant, assignment, form)
+    context = _question_context(participant, assignment, following, form)
     return render(request, "survey/question.html", context, status=status)
 
 

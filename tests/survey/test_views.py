@@ -243,3 +243,23 @@ def test_participant_pages_send_a_strict_content_security_policy():
     assert "unsafe-inline" not in policy
     assert "no-store" in page["Cache-Control"]
     assert b"style=" not in page.content  # inline styles would break the policy
+
+
+def test_question_page_and_answer_keep_to_their_query_budget(django_assert_max_num_queries):
+    """The two requests every participant makes per question, ~100 times a second at load:
+    a regression here is a regression in capacity (benchmarks/load/profile_flow.py)."""
+    study = study_with_match_sets()
+    client = Client()
+    p = at_questions(client, study)
+    client.post(url("question", study, position=1), answer_payload(p))
+    p.refresh_from_db()
+    # Study, session, participant, this question and the next, their candidates, served_at
+    # and the study's methods (question count).
+    with django_assert_max_num_queries(7):
+        page = client.get(url("question", study, position=2))
+    assert page.status_code == 200
+    assert b'name="question"' in page.content
+    with django_assert_max_num_queries(13):  # the write: lock, checks, insert, update
+        answered = client.post(url("question", study, position=2), answer_payload(p))
+    assert answered["Location"] == url("question", study, position=3)
+    assert Response.objects.filter(participant=p).count() == 2
