@@ -58,8 +58,11 @@ def main() -> None:
         return response
 
     base = f"/s/{args.slug}/"
+    # One client (one handler, middleware loaded once, as in a server process); a fresh
+    # cookie jar per participant.
+    client = Client(SERVER_NAME="127.0.0.1")
     for _ in range(args.participants):
-        client = Client(SERVER_NAME="127.0.0.1")
+        client.cookies.clear()
         pid = uuid.uuid4().hex[:24]
         query = f"?PROLIFIC_PID={pid}&STUDY_ID=PROFILE&SESSION_ID=S{pid}"
         path = call(client, "entry GET", "get", base + query)["Location"]

@@ -26,6 +26,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from benchmarks.load.cpu import CpuMeter, cpu_line
 from benchmarks.load.server import (
     REPO,
     Gunicorn,
@@ -158,6 +159,7 @@ def load_run(
     ]
     faults: list[dict] = []
     with (args.workdir / f"{phase}.log").open("w") as log:
+        meter = CpuMeter()
         process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         started = time.monotonic()
         if args.faults and not burst:
@@ -171,10 +173,16 @@ def load_run(
                 took = fault_inject(fault, server, args)
                 faults.append({"fault": fault, "at_s": round(at, 1), "recovered_s": round(took, 2)})
                 print(f"  fault at {at:5.1f} s: {fault} (serving again after {took:.2f} s)")
-        returncode = process.wait()
+                meter.sample()  # before a restart replaces processes
+        while True:
+            try:
+                returncode = process.wait(timeout=5)
+                break
+            except subprocess.TimeoutExpired:
+                meter.sample()
     if returncode != 0 or not out.exists():
         raise HarnessError(f"the load generator failed ({returncode}); see {log.name}")
-    return json.loads(out.read_text()), faults
+    return {**json.loads(out.read_text()), "cpu": meter.stop()}, faults
 
 
 def fault_inject(fault: str, server: Gunicorn, args: argparse.Namespace) -> float:
@@ -266,6 +274,7 @@ def burst_phase(
 
     burst, _ = load_run(args, server, phase="burst", seconds=120, burst=args.burst)
     phase_report(f"burst of {args.burst} simultaneous arrivals", burst)
+    print(cpu_line(burst["cpu"]))
     spread = spread_by_method(Study.objects.get(slug=SLUG))
     print(f"  reached question 1: {len(burst['assigned'])}; spread by method {spread}")
     if burst["total"]["failures"]:
@@ -284,6 +293,7 @@ def sustained_phase(
     """Participants taking the full flow for --minutes, with faults if asked."""
     sustained, faults = load_run(args, server, phase="sustained", seconds=args.minutes * 60)
     phase_report(f"sustained{' with faults' if args.faults else ''}", sustained)
+    print(cpu_line(sustained["cpu"]))
     print(f"  targets ({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}):")
     print("\n".join(targets_report(sustained, faults=args.faults)))
     failures = sustained["total"]["failures"]
@@ -378,6 +388,7 @@ def phase_summary(result: dict) -> dict:
         "total": result["total"],
         "endpoints": result["endpoints"],
         "errors": result["errors"],
+        "cpu_cores": result.get("cpu", {}),
         "retries": result["retries"],
         "abandoned": len(result["abandoned"]),
     }
