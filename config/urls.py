@@ -5,6 +5,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.static import serve
 
+handler500 = "config.errors.server_error"  # 503 + Retry-After when the database is unreachable
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("survey.api_urls")),

@@ -106,6 +106,9 @@ def test_faults_during_a_run_lose_nothing(tmp_path: Path) -> None:
         expected.insert(3, "PostgreSQL fast restart")
     assert done == expected
     assert summary["sustained"]["abandoned"] == 0
+    # While PostgreSQL restarts the app answers 503 + Retry-After (config.errors), never 500.
+    errors = [e["error"] for e in summary["sustained"]["errors"]]
+    assert not [e for e in errors if "HTTP 500" in e], errors
     figures = summary["figures"]
     assert figures["answers acknowledged"] == figures["answers stored"] > 0
     assert figures["completion codes issued"] == figures["participants with every answer"] > 0

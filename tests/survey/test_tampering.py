@@ -553,7 +553,7 @@ def test_an_oversized_form_body_is_400_logged_and_changes_nothing(study, page, c
     padding = b"x" * django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     response = form_post(client, path, f"csrfmiddlewaretoken={token}&pad=".encode() + padding)
     assert response.status_code == 400
-    assert b"Bad Request" in response.content
+    assert b"Nothing was changed" in response.content  # templates/400.html, not a bare page
     assert state(study) == before
     assert any(r.name == "django.security.RequestDataTooBig" for r in caplog.records)
 
@@ -565,6 +565,7 @@ def test_too_many_form_fields_are_400_logged_and_change_nothing(study, page, cap
     fields = "&".join(["selected=1"] * (django_settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
     response = form_post(client, path, f"csrfmiddlewaretoken={token}&{fields}".encode())
     assert response.status_code == 400
+    assert b"Nothing was changed" in response.content
     assert state(study) == before
     assert any(r.name == "django.security.TooManyFieldsSent" for r in caplog.records)
 
