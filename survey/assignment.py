@@ -20,7 +20,7 @@ from collections import defaultdict
 
 from django.db.models import Count, Q
 
-from survey.models import FvrMethod, MatchSet, Participant, Study
+from survey.models import MatchSet, Participant, Study, methods_in_order
 
 
 class DesignError(Exception):
@@ -43,15 +43,9 @@ def match_sets_with_counts(study: Study) -> list[MatchSet]:
     )
 
 
-def _methods_of(match_sets: list[MatchSet]) -> list[str]:
-    """``Study.methods`` from match sets already loaded (no query under the study lock)."""
-    present = {ms.method for ms in match_sets}
-    return [m for m in FvrMethod.values if m in present]
-
-
 def latin_square_blocks(study: Study, match_sets: list[MatchSet]) -> list[list[list[MatchSet]]]:
     """blocks[b][r] = the match sets of block b at rotation r; empty if the grid is incomplete."""
-    methods = _methods_of(match_sets)
+    methods = methods_in_order(ms.method for ms in match_sets)  # no query
     m = len(methods)
     grid = {(ms.target_identity, ms.method): ms for ms in match_sets}
     identities = sorted({ms.target_identity for ms in match_sets})
@@ -114,7 +108,7 @@ def _pooled_choice(study: Study, match_sets: list[MatchSet], rng: random.Random)
         by_method[ms.method].append(ms)
     chosen: list[MatchSet] = []
     seen_identities: set[str] = set()
-    methods = _methods_of(match_sets)
+    methods = methods_in_order(ms.method for ms in match_sets)  # no query
     rng.shuffle(methods)
     for method in methods:
         pool = by_method[method]

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Iterable
 from pathlib import PurePosixPath
 
 from django.conf import settings
@@ -35,6 +36,12 @@ def plan_sha256(plan: dict) -> str:
     """SHA-256 of an analysis plan in canonical JSON (sorted keys, no whitespace)."""
     canonical = json.dumps(plan, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def methods_in_order(present: Iterable[str]) -> list[str]:
+    """The FVR methods among ``present``, in FvrMethod's stable order, each once."""
+    found = set(present)
+    return [m for m in FvrMethod.values if m in found]
 
 
 class StudyQuerySet(models.QuerySet):
@@ -125,8 +132,9 @@ class Study(models.Model):
     def methods(self) -> list[str]:
         """The FVR methods that have match sets in this study, in a stable order."""
         # No ordering: MatchSet's default one would join the study table for nothing.
-        present = set(self.match_sets.order_by().values_list("method", flat=True).distinct())
-        return [m for m in FvrMethod.values if m in present]
+        return methods_in_order(
+            self.match_sets.order_by().values_list("method", flat=True).distinct()
+        )
 
     @property
     def analysis_plan_changed(self) -> bool:

@@ -281,24 +281,23 @@ def question(request: HttpRequest, participant: Participant, position: int) -> H
             )
         return HttpResponseRedirect(step_url(participant))
     form = AnswerForm(request.POST or None, k=participant.study.k)
+    if request.method == "POST" and form.is_valid():
+        # The answer names its question by token; the service checks it is this one.
+        try:
+            result = services.response_record(
+                participant=participant,
+                question=str(form.cleaned_data["question"]),
+                selected_ranks=form.cleaned_data["selected"],
+                none_selected=form.cleaned_data["none_of_these"],
+                confidence=form.cleaned_data["confidence"],
+            )
+        except services.FlowError as error:
+            return error_page(request, error, study=participant.study)
+        return redirect(step_url(result.participant))
+    assignment, following = _question_pair(participant, position)
     if request.method == "POST":
-        if form.is_valid():
-            # The answer names its question by token; the service checks it is this one.
-            try:
-                result = services.response_record(
-                    participant=participant,
-                    question=str(form.cleaned_data["question"]),
-                    selected_ranks=form.cleaned_data["selected"],
-                    none_selected=form.cleaned_data["none_of_these"],
-                    confidence=form.cleaned_data["confidence"],
-                )
-            except services.FlowError as error:
-                return error_page(request, error, study=participant.study)
-            return redirect(step_url(result.participant))
-        assignment, following = _question_pair(participant, position)
-        status = 400
+        status = 400  # the form is shown again with its errors
     else:
-        assignment, following = _question_pair(participant, position)
         services.assignment_served(assignment=assignment)
         form = AnswerForm(initial={"question": assignment.token}, k=participant.study.k)
         status = 200

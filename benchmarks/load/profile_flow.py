@@ -24,7 +24,6 @@ from benchmarks.load.run import DEFAULT_DATABASE_URL
 from benchmarks.load.server import server_environment
 
 TOKEN_RE = re.compile(r'name="question" value="([0-9a-f-]{36})"')
-CANDIDATE_RE = re.compile(r'name="selected" value="(\d+)"')
 ATTENTION_RE = re.compile(r"select <strong>photo (\d+)</strong> only")
 CONFIDENCE_RE = re.compile(r'name="confidence" value="(\d)"[^>]*> ([^<]+)</label>')
 TOLD_RE = re.compile(r"answer\s*<strong>“(.+?)”</strong>", re.S)
