@@ -13,7 +13,8 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.generic import TemplateView, View
 
 from analysis.models import REPORT_FILES, AnalysisRun
-from survey.models import Study
+from survey.dataprotection import actor_of, audit_record
+from survey.models import AuditEvent, Study
 
 # The report is our own HTML with inline SVG and CSS: nothing else may load or run in it.
 REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
@@ -113,6 +114,14 @@ class RunFileView(AdminReportMixin, View):
         path = run.report_file(name)
         if path is None:
             raise Http404("This report file no longer exists.")
+        # Every file leaves with participant-level or derived data (responses_long.csv holds
+        # each answer): the download is recorded like any other export.
+        audit_record(
+            actor=actor_of(request.user),
+            action=AuditEvent.Action.EXPORT,
+            study=run.study,
+            detail={"via": "admin report file", "format": name, "analysis_run": run.pk},
+        )
         response = FileResponse(
             path.open("rb"),
             as_attachment=name != "report.html",

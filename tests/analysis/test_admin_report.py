@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from analysis.models import AnalysisRun
 from analysis.services import responses_simulate, study_analyze
-from survey.models import Study
+from survey.models import AuditEvent, Study
 from tests.factories import study_with_match_sets
 
 pytestmark = pytest.mark.django_db
@@ -77,6 +77,12 @@ def test_superuser_sees_the_latest_report_inline(admin_client: Client, study: St
     assert "attachment" in summary["Content-Disposition"]
     missing = reverse("admin:analysis_run_file", args=[latest.pk, "settings.py"])
     assert admin_client.get(missing).status_code == 404
+    # Each file served is an audited export (the refused name is not).
+    events = AuditEvent.objects.filter(action=AuditEvent.Action.EXPORT).order_by("pk")
+    assert [(e.actor, e.study, e.detail) for e in events] == [
+        ("admin", study, {"via": "admin report file", "format": name, "analysis_run": latest.pk})
+        for name in ("report.html", "summary.json")
+    ]
 
 
 def test_run_analysis_now_button_records_a_run(
