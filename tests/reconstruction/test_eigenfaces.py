@@ -194,6 +194,28 @@ def test_pca_components_span_the_faces_it_was_fitted_on():
     assert float(residual.norm() / centred.norm()) < 1e-3
 
 
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
+def test_pca_directions_are_scaled_by_sigma_to_the_configured_power(power: float):
+    faces = synthetic_faces(9, seed=5)
+    basis = fit_eigenbasis(
+        faces,
+        config=EigenBasisConfig(
+            method="pca", components=8, soft_symmetric_target=False, sigma_power=power
+        ),
+        seed=0,
+        progress=False,
+    )
+    centred = (to_unit(faces) - basis.mean_face).flatten(1).double()  # (9, P)
+    sigma = torch.linalg.svdvals(centred)[:8] / (len(faces) - 1) ** 0.5
+    norms = basis.decoder.double().norm(dim=1)  # each row: a unit direction times its scale
+    assert torch.allclose(norms, sigma**power, rtol=1e-3)
+
+
+def test_sigma_power_outside_zero_to_one_is_refused():
+    with pytest.raises(ValueError, match="sigma_power"):
+        EigenBasisConfig(method="pca", sigma_power=1.5)
+
+
 def test_autoencoder_basis_trains_and_round_trips_through_its_file(tmp_path: Path):
     faces = synthetic_faces(10, seed=4)
     config = EigenBasisConfig.tiny("autoencoder")
