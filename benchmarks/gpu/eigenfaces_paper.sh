@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Eigenfaces at the paper's settings on one CUDA GPU: F = faceres, 50 LFW targets,
 # 2000 iterations × 64 candidates (≈128k F queries per target), top-5 identification among
-# N = 1000 LFW identities in F′ = faceres and F′ = dlib-resnet. Prints per-target cosine,
+# N = 1000 LFW identities (every photo but the target's source enrolled, as Metric 1; and one
+# photo per identity) in F′ = faceres and F′ = dlib-resnet. Prints per-target cosine,
 # seconds, F-forward share and F queries/s, and writes the figures as JSON.
 #
 # Needs, on the GPU machine (no network is assumed):
