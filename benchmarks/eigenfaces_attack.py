@@ -434,12 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = [p for (_, p), ok in zip(enrolled, gallery.found, strict=True) if ok]
     gallery = gallery.ok()
     # The one-photo variant: a 10-photo identity's second photo, a 1-photo identity's photo.
-    one_photo = np.array(
-        [
-            p == identities[gallery_names[i]][1 if gallery_names[i] in ten else 0]
-            for i, p in zip(labels, paths, strict=True)
-        ]
-    )
+    one_photo_of = [identities[n][1 if len(identities[n]) >= 10 else 0] for n in gallery_names]
+    one_photo = np.array([p == one_photo_of[i] for i, p in zip(labels, paths, strict=True)])
     attacked = [r["identity"] for r in rows]
     originals_of = sources.ok()
     source_names = [n for n, ok in zip(targets, sources.found, strict=True) if ok]

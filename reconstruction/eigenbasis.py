@@ -30,9 +30,9 @@ Departures from the original, and why:
   CPU; from there the original's lr 1e-3 first undoes the start, so the default lr is 1e-4.
   ``meta["losses"][0]`` is the loss at the start.
 - Fewer images than components: PCA yields at most n − 1 directions. The remaining columns of
-  Dec are random unit directions orthogonal to the fitted ones, scaled by the smallest fitted
-  σ, so z keeps its 1024 dimensions and no direction is dead; ``data_components`` records how
-  many columns came from the data.
+  Dec are random unit directions orthogonal to the fitted ones, scaled like the last fitted
+  one (σ ** sigma_power), so z keeps its 1024 dimensions and no direction is dead;
+  ``data_components`` records how many columns came from the data.
 """
 
 from __future__ import annotations
