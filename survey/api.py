@@ -16,6 +16,7 @@ from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
 from survey import services
+from survey.browser import browser_participant
 from survey.dataprotection import actor_of, exports_audit
 from survey.exports import csv_lines, responses_long
 from survey.flow import step_url
@@ -26,7 +27,6 @@ from survey.serializers import (
     LongRowSerializer,
     ParticipantStateSerializer,
 )
-from survey.views import session_participant
 
 # Django's slug converter: any other value never reaches a view (the URL does not resolve).
 SLUG = OpenApiParameter(
@@ -44,14 +44,14 @@ class FlowRefused(APIException):
 
 
 class IsStudyParticipant(permissions.BasePermission):
-    """The request's session belongs to a participant of the study in the URL."""
+    """The request's browser is a participant of the study in the URL (survey.browser)."""
 
     message = "No participant of this study is signed in: open the study from your Prolific link."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        study = get_object_or_404(Study, slug=view.kwargs["slug"])
-        view.participant = session_participant(request._request, study)
+        view.participant = browser_participant(request._request, view.kwargs["slug"])
         if view.participant is None:
+            get_object_or_404(Study, slug=view.kwargs["slug"])  # an unknown study: 404, not 403
             raise NotAuthenticated(self.message)
         if request.method not in permissions.SAFE_METHODS:
             enforce_csrf(request)
@@ -59,7 +59,7 @@ class IsStudyParticipant(permissions.BasePermission):
 
 
 def enforce_csrf(request: Request) -> None:
-    """Participants are session-bound but not Django users: check CSRF as for users."""
+    """Participants are cookie-bound but not Django users: check CSRF as for users."""
     check = CSRFCheck(lambda _request: None)
     check.process_request(request._request)
     reason = check.process_view(request._request, None, (), {})

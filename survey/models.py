@@ -273,6 +273,21 @@ class Participant(models.Model):
         return self.status != self.Status.ACTIVE
 
 
+class AssignmentQuerySet(models.QuerySet):
+    def with_question_total(self) -> "AssignmentQuerySet":
+        """Annotate ``question_total``, the participant's number of questions, in the same query
+        (the progress bar and the last-question check need it; the study's own count would
+        cost a query over its match sets)."""
+        total = (
+            Assignment.objects.filter(participant=models.OuterRef("participant"))
+            .order_by()
+            .values("participant")
+            .annotate(n=models.Count("pk"))
+            .values("n")
+        )
+        return self.annotate(question_total=models.Subquery(total))
+
+
 class Assignment(models.Model):
     """One question slot of one participant: which match set, at which position."""
 
@@ -289,6 +304,8 @@ class Assignment(models.Model):
         default=list, blank=True, help_text="Candidate ranks in the order shown (photo 1 first)."
     )
     served_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AssignmentQuerySet.as_manager()
 
     class Meta:
         ordering = ["participant", "position"]

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from survey.assignment import DesignError, questions_choose
 from survey.models import (
     Assignment,
+    Candidate,
     PageVisit,
     Participant,
     RefusedRequest,
@@ -328,6 +330,17 @@ def answer_validate(
     return ranks
 
 
+# What an answer can change on its participant (saved alone: a smaller UPDATE).
+ANSWER_CHANGES = [
+    "attention_failures",
+    "status",
+    "step",
+    "completion_code",
+    "finished_at",
+    "current_position",
+]
+
+
 @dataclass(frozen=True)
 class AnswerResult:
     response: Response
@@ -371,13 +384,19 @@ def _response_record(
 ) -> AnswerResult:
     p = _locked(participant)
     token = question.token if isinstance(question, Assignment) else str(question)
+    # One query: the question (only if it is this participant's), whether it was answered, and
+    # how many questions the participant has.
     assignment = (
-        Assignment.objects.filter(token=token).select_related("match_set", "participant").first()
+        Assignment.objects.filter(token=token, participant_id=p.pk)
+        .select_related("match_set")
+        .with_question_total()
+        .annotate(answered=Exists(Response.objects.filter(assignment=OuterRef("pk"))))
+        .first()
     )
-    if assignment is None or assignment.participant_id != p.pk:
+    if assignment is None:
         raise NotYourQuestion("This question does not belong to you.")
-    existing = Response.objects.filter(assignment=assignment).first()
-    if existing is not None:
+    if assignment.answered:
+        existing = Response.objects.get(assignment=assignment)
         return AnswerResult(response=existing, created=False, participant=p)
     if p.is_finished or p.step != Participant.Step.QUESTIONS:
         raise AnswerRefused("You have already finished the questions; no more answers are taken.")
@@ -396,7 +415,7 @@ def _response_record(
     now = now or timezone.now()
     served_at = assignment.served_at or now
     true_ranks = set(
-        assignment.match_set.candidates.filter(is_true=True)
+        Candidate.objects.filter(match_set_id=assignment.match_set_id, is_true=True)
         .order_by()  # Candidate's default ordering would join match set and study for nothing
         .values_list("rank", flat=True)
     )
@@ -419,17 +438,16 @@ def _response_record(
     )
     if attention_passed is False:
         p.attention_failures += 1
-    total = p.assignments.count()
     if p.attention_failures > study.attention_failures_allowed:
         p.status = Participant.Status.FAILED_ATTENTION
         p.step = Participant.Step.DONE
         p.completion_code = study.failed_attention_code
         p.finished_at = now
-    elif assignment.position >= total:
+    elif assignment.position >= assignment.question_total:
         p.step = Participant.Step.DEBRIEF
     else:
         p.current_position = assignment.position + 1
-    p.save()
+    p.save(update_fields=ANSWER_CHANGES)
     return AnswerResult(response=response, created=True, participant=p)
 
 

@@ -14,12 +14,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from survey import services
+from survey.browser import browser_participant, browser_remember
 from survey.flow import progress, step_url
 from survey.forms import AnswerForm, ConsentForm, DemographicsForm
 from survey.models import Assignment, Candidate, Confidence, Participant, Study
 from survey.ratelimit import RateLimited, entry_rate_check
 
-SESSION_KEY = "fvr_participants"
 Step = Participant.Step
 View = Callable[..., HttpResponse]
 
@@ -32,14 +32,6 @@ def error_page(request: HttpRequest, error: services.FlowError, *, study: Study 
         {"message": error.message, "study": study},
         status=error.status,
     )
-
-
-def session_participant(request: HttpRequest, study: Study) -> Participant | None:
-    """The participant this browser session belongs to in `study`, if any."""
-    participant_id = request.session.get(SESSION_KEY, {}).get(study.slug)
-    if participant_id is None:
-        return None
-    return Participant.objects.select_related("study").filter(pk=participant_id).first()
 
 
 def content_security_policy() -> str:
@@ -82,15 +74,15 @@ def participant_headers(view: View) -> View:
 
 
 def participant_page(step: str) -> Callable[[View], View]:
-    """Load the session's participant; send them to their current step if this is not it."""
+    """Load the browser's participant; send them to their current step if this is not it."""
 
     def decorator(view: View) -> View:
         @wraps(view)
         @participant_headers
         def wrapper(request: HttpRequest, slug: str, **kwargs: object) -> HttpResponse:
-            study = get_object_or_404(Study, slug=slug)
-            participant = session_participant(request, study)
+            participant = browser_participant(request, slug)  # with its study, one query
             if participant is None:
+                study = get_object_or_404(Study, slug=slug)
                 error = services.EntryRefused(
                     "We could not find your place in this study. Please open the study "
                     "again from your Prolific link."
@@ -144,7 +136,7 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
         return response
     params = request.GET
     if not any(key in params for key in ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")):
-        participant = session_participant(request, study)
+        participant = browser_participant(request, study.slug)
         if participant is not None:
             return HttpResponseRedirect(step_url(participant))
         error = services.EntryRefused(
@@ -162,11 +154,9 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     except services.FlowError as error:
         services.refusal_log(error=error, study=study)
         return error_page(request, error, study=study)
-    known = request.session.get(SESSION_KEY, {})
-    if known.get(study.slug) != participant.pk:
-        request.session.cycle_key()
-        request.session[SESSION_KEY] = {**known, study.slug: participant.pk}
-    return HttpResponseRedirect(step_url(participant))
+    response = HttpResponseRedirect(step_url(participant))
+    browser_remember(request, response, slug=study.slug, participant_id=participant.pk)
+    return response
 
 
 @participant_page(Step.CONSENT)
@@ -213,11 +203,12 @@ def instructions(request: HttpRequest, participant: Participant) -> HttpResponse
 
 def _question_pair(participant: Participant, position: int) -> tuple[Assignment, Assignment | None]:
     """The question at ``position`` and the one after it (for preloading its images), with
-    their match sets and candidates: two queries."""
+    their match sets, candidates and the participant's question count: two queries."""
     candidates = Prefetch("match_set__candidates", queryset=Candidate.objects.order_by("rank"))
     pair = list(
         Assignment.objects.filter(participant=participant, position__in=(position, position + 1))
         .select_related("match_set")
+        .with_question_total()
         .prefetch_related(candidates)
         .order_by("position")
     )
@@ -239,7 +230,7 @@ def _question_context(
             c.image.url for c in following.match_set.candidates.all()
         ]
     selected = {str(v) for v in (form["selected"].value() or [])}
-    questions = participant.study.question_count
+    questions = assignment.question_total
     return page_context(
         participant,
         questions,

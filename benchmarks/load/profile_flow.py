@@ -3,8 +3,10 @@
 Walks ``--participants`` simulated participants through the whole flow with Django's test
 client (no HTTP, no concurrency) against the database a load run left behind (default
 ``fvr_load``), under the load run's production settings, and prints per endpoint the median
-and p90 wall time and the number of SQL queries. This is the CPU budget the load targets
-divide: at 200 participants answering every 2 s, pages arrive at ≈ 200/s on 2 cores.
+and p90 wall time, the median CPU time of this process (Django's share, without PostgreSQL's;
+steadier than wall time on a busy machine) and the number of SQL queries. This is the CPU
+budget the load targets divide: at 200 participants answering every 2 s, pages arrive at
+≈ 200/s on 2 cores.
 
     .venv/bin/python -m benchmarks.load.profile_flow [--participants 20] [--slug load]
 """
@@ -46,13 +48,15 @@ def main() -> None:
     from django.test.utils import CaptureQueriesContext
 
     times: dict[str, list[float]] = defaultdict(list)
+    cpu: dict[str, list[float]] = defaultdict(list)
     queries: dict[str, list[int]] = defaultdict(list)
 
     def call(client: Client, label: str, method: str, path: str, data: dict | None = None):
         with CaptureQueriesContext(connection) as captured:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             response = getattr(client, method)(path, data or {})
             times[label].append((time.perf_counter() - start) * 1000)
+            cpu[label].append((time.process_time() - start_cpu) * 1000)
         queries[label].append(len(captured.captured_queries))
         return response
 
@@ -90,13 +94,15 @@ def main() -> None:
         call(client, "done GET", "get", path)
 
     print(f"{args.participants} participants, in process, production settings, {args.slug!r}")
-    print(f"  {'endpoint':18s} {'n':>5s} {'p50 ms':>7s} {'p90 ms':>7s} {'queries':>8s}")
+    print(
+        f"  {'endpoint':18s} {'n':>5s} {'p50 ms':>7s} {'p90 ms':>7s} {'cpu ms':>7s} {'queries':>8s}"
+    )
     for label, values in times.items():
         ordered = sorted(values)
         p90 = ordered[int(0.9 * (len(ordered) - 1))]
         print(
             f"  {label:18s} {len(values):5d} {statistics.median(values):7.1f} {p90:7.1f} "
-            f"{statistics.median(queries[label]):8.0f}"
+            f"{statistics.median(cpu[label]):7.1f} {statistics.median(queries[label]):8.0f}"
         )
 
 

@@ -2,7 +2,11 @@
 
 import random
 
+from django.http import HttpRequest
+from django.test import Client
+
 from survey import services
+from survey.browser import browser_participants
 from survey.models import Assignment, Participant, Study
 
 
@@ -48,3 +52,10 @@ def answer_current(p: Participant, *, follow_checks: bool = True, **overrides: o
         fields = {"selected_ranks": [1], "none_selected": False, "confidence": 3}
     fields.update(overrides)
     return services.response_record(participant=p, question=a, **fields)
+
+
+def browser_participant_id(client: Client, study: Study) -> int | None:
+    """The participant id a test client's signed cookie names for ``study`` (survey.browser)."""
+    request = HttpRequest()
+    request.COOKIES = {name: morsel.value for name, morsel in client.cookies.items()}
+    return browser_participants(request).get(study.slug)

@@ -8,6 +8,7 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
+from survey import browser
 from survey.models import Assignment, Participant, Response
 from tests.factories import study_with_match_sets
 
@@ -89,14 +90,14 @@ def test_20_threads_posting_the_same_answer_leave_one_response():
     client = Client()
     pid = "PIDDOUBLE01"
     assert arrive_and_start(study.slug, pid) == 302
-    # Reuse that participant's session in 20 independent clients.
+    # Reuse that participant's signed cookie in 20 independent clients.
     client.get(
         reverse("survey:entry", kwargs={"slug": study.slug}),
         {"PROLIFIC_PID": pid, "STUDY_ID": "STUDY0001", "SESSION_ID": f"S{pid}"},
     )
     participant = Participant.objects.get(prolific_pid=pid)
     question = Assignment.objects.get(participant=participant, position=1)
-    cookie = client.cookies["sessionid"].value
+    cookie = client.cookies[browser.COOKIE].value
     url = reverse("api-answer", kwargs={"slug": study.slug})
     body = {
         "question": str(question.token),
@@ -107,7 +108,7 @@ def test_20_threads_posting_the_same_answer_leave_one_response():
 
     def post(_i: int) -> int:
         c = Client()
-        c.cookies["sessionid"] = cookie
+        c.cookies[browser.COOKIE] = cookie
         return c.post(url, body, content_type="application/json").status_code
 
     codes = run_at_once(20, post)

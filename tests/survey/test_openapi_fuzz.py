@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from config.wsgi import application
+from survey import browser
 from survey.models import Assignment, Participant, Response
 from tests.factories import study_with_match_sets
 from tests.survey.test_views import at_questions
@@ -71,7 +72,7 @@ class FuzzTarget:
         assert page.status_code == 200
         csrf = participant_client.cookies["csrftoken"].value
         self.participant_cookies = {
-            "sessionid": participant_client.cookies["sessionid"].value,
+            browser.COOKIE: participant_client.cookies[browser.COOKIE].value,
             "csrftoken": csrf,
         }
         self.participant_headers = {"X-CSRFToken": csrf}
@@ -118,7 +119,7 @@ def api_schema():
     """The OpenAPI schema, fetched from the production WSGI application (config.wsgi)."""
     with in_test_transaction():
         schema = schemathesis.openapi.from_wsgi("/api/v1/schema/?format=json", application)
-    # The session cookie is sent by the tests themselves (a real participant's or staff's, or
+    # The cookies are sent by the tests themselves (a real participant's or staff's session, or
     # none): a generated or negated `sessionid` would be overwritten and mislead the checks.
     schema.config.generation.update(with_security_parameters=False)
     return schema

@@ -34,6 +34,7 @@ from hypothesis.stateful import (
 from survey.flow import PAGE_SEQUENCE
 from survey.models import Assignment, Participant, Response, pseudonymise
 from tests.factories import study_with_match_sets
+from tests.survey.helpers import browser_participant_id
 
 pytestmark = pytest.mark.django_db
 
@@ -292,12 +293,12 @@ class ParticipantFlow(RuleBasedStateMachine):
         else:
             response = client.get(self.url("done"))
             if response.status_code == 403:  # a browser this person was never let in with
-                assert client.session.get("fvr_participants", {}).get(self.study.slug) is None
+                assert browser_participant_id(client, self.study) is None
             elif p.status == Participant.Status.COMPLETED:
                 assert response["Location"].endswith(f"?cc={self.study.completion_code}")
             return
         if response.status_code == 403:  # a browser without this person's session
-            assert client.session.get("fvr_participants", {}).get(self.study.slug) is None
+            assert browser_participant_id(client, self.study) is None
             return
         assert response.status_code == 302, response.status_code
         after = self.participant(person)

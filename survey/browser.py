@@ -1,0 +1,63 @@
+"""Which participant a browser is, per study: a signed cookie, not a server-side session.
+
+The cookie maps study slug → participant row id (never a Prolific ID), signed with the
+project's SECRET_KEY (``django.core.signing``: URL-safe base64 JSON, a timestamp and an HMAC;
+no quotes, which some cookie jars mangle) and refused after SESSION_COOKIE_AGE, so a
+browser cannot claim another participant and nothing is stored server-side for it: a
+participant request reads no session row (one query fewer on every page and answer), and no
+``django_session`` rows accumulate for participants. The admin keeps Django's database
+sessions. Only the entry view, which has just checked the Prolific IDs, writes the cookie.
+"""
+
+from django.conf import settings
+from django.core import signing
+from django.http import HttpRequest, HttpResponse
+
+from survey.models import Participant
+
+COOKIE = "fvr_participant"
+SALT = "survey.browser.participant"
+
+
+def browser_participants(request: HttpRequest) -> dict[str, int]:
+    """slug → participant id, as signed into this browser's cookie ({} when absent or forged)."""
+    value = request.COOKIES.get(COOKIE)
+    if not value:
+        return {}
+    try:
+        known = signing.loads(value, salt=SALT, max_age=settings.SESSION_COOKIE_AGE)
+    except (signing.BadSignature, ValueError):  # forged, expired, or not ours
+        return {}
+    if not isinstance(known, dict):
+        return {}
+    return {str(slug): pk for slug, pk in known.items() if isinstance(pk, int)}
+
+
+def browser_participant(request: HttpRequest, slug: str) -> Participant | None:
+    """The participant this browser is in the study ``slug``, with its study: one query."""
+    participant_id = browser_participants(request).get(slug)
+    if participant_id is None:
+        return None
+    return (
+        Participant.objects.select_related("study")
+        .filter(pk=participant_id, study__slug=slug)
+        .first()
+    )
+
+
+def browser_remember(
+    request: HttpRequest, response: HttpResponse, *, slug: str, participant_id: int
+) -> None:
+    """Sign ``participant_id`` into the browser's cookie for ``slug`` (other studies kept)."""
+    known = browser_participants(request)
+    if known.get(slug) == participant_id:
+        return
+    known[slug] = participant_id
+    response.set_cookie(
+        COOKIE,
+        signing.dumps(known, salt=SALT),
+        max_age=settings.SESSION_COOKIE_AGE,
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Lax",
+    )
