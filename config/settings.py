@@ -91,8 +91,9 @@ DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
         conn_max_age=int(os.environ.get("DJANGO_CONN_MAX_AGE", "0")),
-        # A persistent connection cut by a database restart is replaced, not a 500.
-        conn_health_checks=True,
+        # A persistent connection cut by a database restart is replaced, not a 500. The check
+        # costs a round trip (SELECT 1) at the first query of each request that reuses it.
+        conn_health_checks=env_bool("DJANGO_CONN_HEALTH_CHECKS", True),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
