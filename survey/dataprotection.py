@@ -104,7 +104,8 @@ def participant_ids_purge(
     dry_run: bool = False,
     now: datetime | None = None,
 ) -> PurgeResult:
-    """Blank the raw Prolific IDs of a study's (or, with study=None, every study's) participants.
+    """Blank the raw Prolific IDs of a study's (or, with study=None, every study's) participants,
+    with their Prolific submission IDs (SESSION_ID) and browser user agents.
 
     The HMAC pseudonym stays, so exports, analyses and the one-participation-per-PID rule keep
     working. Refused, with nothing changed, while a selected participant is still in progress
@@ -155,7 +156,12 @@ def participant_ids_purge(
         )
         events: list[AuditEvent] = []
         if not dry_run and participants:
-            Participant.objects.filter(pk__in=[p.pk for p in participants]).update(prolific_pid="")
+            # The submission ID (SESSION_ID) and the user agent go with the Prolific ID: both
+            # served approval and support, and a submission ID leads back to the person through
+            # Prolific. A paid bonus keeps its submission ID as the payment record.
+            Participant.objects.filter(pk__in=[p.pk for p in participants]).update(
+                prolific_pid="", session_id="", user_agent=""
+            )
             by_study = {p.study.slug: p.study for p in participants}
             for slug, count in sorted(purged.items()):
                 events.append(

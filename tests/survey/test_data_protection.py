@@ -60,12 +60,15 @@ def pids(study: Study) -> dict[str, str]:
 def test_purge_blanks_raw_ids_of_finished_participants_and_keeps_pseudonyms() -> None:
     study = study_with_match_sets()
     done, no = finished(study, "PIDDONE001"), declined(study, "PIDDECL001")
+    Participant.objects.filter(pk=done.pk).update(user_agent="Mozilla/5.0 (X11; Linux x86_64)")
     export_before = csv_text(study)
 
     result = participant_ids_purge(study=study, actor="tester")
 
     assert result.purged == {study.slug: 2}
     assert pids(study) == {done.pseudonym: "", no.pseudonym: ""}
+    # The submission ID and the user agent go with it.
+    assert set(study.participants.values_list("session_id", "user_agent")) == {("", "")}
     # Exports only ever used the pseudonym: they are unchanged.
     assert csv_text(study) == export_before
     event = AuditEvent.objects.get(action=Action.PURGE_IDS)
