@@ -7,6 +7,9 @@ browser cannot claim another participant and nothing is stored server-side for i
 participant request reads no session row (one query fewer on every page and answer), and no
 ``django_session`` rows accumulate for participants. The admin keeps Django's database
 sessions. Only the entry view, which has just checked the Prolific IDs, writes the cookie.
+
+A refused entry leaves its reason in a second, short-lived signed cookie for the refusal page,
+so that the page which explains it is not the URL that carries the IDs.
 """
 
 from django.conf import settings
@@ -61,3 +64,36 @@ def browser_remember(
         httponly=True,
         samesite="Lax",
     )
+
+
+# A refused entry is shown at a URL without the Prolific IDs: the entry view redirects there
+# and leaves the reason in this short-lived signed cookie (survey.views.refused).
+REFUSAL_COOKIE = "fvr_refusal"
+REFUSAL_SALT = "survey.browser.refusal"
+REFUSAL_SECONDS = 600
+
+
+def refusal_remember(response: HttpResponse, *, slug: str, status: int, message: str) -> None:
+    """Carry a refusal's status and message to the refusal page of study ``slug``."""
+    response.set_cookie(
+        REFUSAL_COOKIE,
+        signing.dumps({"status": status, "message": message}, salt=REFUSAL_SALT),
+        max_age=REFUSAL_SECONDS,
+        path=f"/s/{slug}/",
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Lax",
+    )
+
+
+def refusal_recalled(request: HttpRequest) -> tuple[int, str] | None:
+    """The (status, message) the entry view left for this browser, if still valid."""
+    value = request.COOKIES.get(REFUSAL_COOKIE)
+    if not value:
+        return None
+    try:
+        data = signing.loads(value, salt=REFUSAL_SALT, max_age=REFUSAL_SECONDS)
+        status, message = int(data["status"]), str(data["message"])
+    except (signing.BadSignature, ValueError, KeyError, TypeError):
+        return None
+    return (status, message) if 400 <= status < 500 else None

@@ -6,6 +6,7 @@ app_name = "survey"
 
 urlpatterns = [
     path("s/<slug:slug>/", views.entry, name="entry"),
+    path("s/<slug:slug>/refused/", views.refused, name="refused"),
     path("s/<slug:slug>/consent/", views.consent, name="consent"),
     path("s/<slug:slug>/about-you/", views.demographics, name="demographics"),
     path("s/<slug:slug>/instructions/", views.instructions, name="instructions"),

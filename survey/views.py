@@ -9,12 +9,18 @@ from django.contrib import messages
 from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from survey import services
-from survey.browser import browser_participant, browser_remember
+from survey.browser import (
+    browser_participant,
+    browser_remember,
+    refusal_recalled,
+    refusal_remember,
+)
 from survey.flow import progress, step_url
 from survey.forms import AnswerForm, ConsentForm, DemographicsForm
 from survey.models import Assignment, Candidate, Confidence, Participant, Study
@@ -153,10 +159,31 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
         )
     except services.FlowError as error:
         services.refusal_log(error=error, study=study)
-        return error_page(request, error, study=study)
+        # Shown at a URL without the IDs, so that a reload or the browser's history does not
+        # carry them again (as for an admitted participant).
+        response = HttpResponseRedirect(reverse("survey:refused", kwargs={"slug": study.slug}))
+        refusal_remember(response, slug=study.slug, status=error.status, message=error.message)
+        return response
     response = HttpResponseRedirect(step_url(participant))
     browser_remember(request, response, slug=study.slug, participant_id=participant.pk)
     return response
+
+
+@participant_headers
+@require_http_methods(["GET"])
+def refused(request: HttpRequest, slug: str) -> HttpResponse:
+    """Why an entry from a Prolific link was refused (see entry); the IDs stay out of the URL."""
+    study = get_object_or_404(Study, slug=slug)
+    recalled = refusal_recalled(request)
+    if recalled is None:
+        error = services.EntryRefused(
+            "Your entry to this study could not be completed. Please open the study again "
+            "from your Prolific link."
+        )
+    else:
+        error = services.EntryRefused(recalled[1])
+        error.status = recalled[0]
+    return error_page(request, error, study=study)
 
 
 @participant_page(Step.CONSENT)

@@ -251,7 +251,8 @@ def test_hostile_prolific_parameters_are_refused_logged_and_never_echoed(
     study, name, value, problem
 ):
     client = Client()
-    response = client.get(url("entry", study), {**PARAMS, name: value})
+    response = client.get(url("entry", study), {**PARAMS, name: value}, follow=True)
+    assert response.redirect_chain == [(url("refused", study), 302)]
     assert response.status_code == 400
     text = response.content.decode()
     assert f"{name} is {problem}" in text or f"missing {name}" in text
@@ -268,7 +269,7 @@ def test_hostile_prolific_parameters_are_refused_logged_and_never_echoed(
 
 def test_a_non_utf8_prolific_pid_in_the_query_string_is_refused(study):
     query = "PROLIFIC_PID=%FF%FEPID0001&STUDY_ID=STUDY0001&SESSION_ID=SESS000001"
-    response = Client().get(f"{url('entry', study)}?{query}")
+    response = Client().get(f"{url('entry', study)}?{query}", follow=True)
     assert response.status_code == 400
     assert b"PROLIFIC_PID is not a valid" in response.content
     assert not Participant.objects.exists()
@@ -279,7 +280,7 @@ def test_a_known_pid_with_a_mismatched_study_id_gets_no_session(study):
     at_questions(Client(), study)
     before = state(study)
     stranger = Client()
-    response = stranger.get(url("entry", study), {**PARAMS, "STUDY_ID": "OTHERSTUDY1"})
+    response = stranger.get(url("entry", study), {**PARAMS, "STUDY_ID": "OTHERSTUDY1"}, follow=True)
     assert response.status_code == 400
     assert b"STUDY_ID does not belong to this study" in response.content
     assert stranger.get(url("question", study, position=1)).status_code == 403
@@ -291,7 +292,9 @@ def test_a_reused_session_id_gives_the_second_pid_no_session(study):
     at_questions(Client(), study)
     before = state(study)
     impostor = Client()
-    response = impostor.get(url("entry", study), {**PARAMS, "PROLIFIC_PID": "PIDIMPOSTOR"})
+    response = impostor.get(
+        url("entry", study), {**PARAMS, "PROLIFIC_PID": "PIDIMPOSTOR"}, follow=True
+    )
     assert response.status_code == 400
     assert impostor.get(url("question", study, position=1)).status_code == 403
     api_state = impostor.get(reverse("api-state", kwargs={"slug": study.slug}))

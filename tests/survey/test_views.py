@@ -188,7 +188,9 @@ def test_answer_after_completion_is_refused():
 )
 def test_bad_prolific_parameters_get_400_and_create_nothing(params, message):
     study = study_with_match_sets(prolific_study_id="STUDY0001")
-    response = Client().get(url("entry", study), params)
+    response = Client().get(url("entry", study), params, follow=True)
+    if params:  # shown at a URL without the IDs
+        assert response.redirect_chain == [(url("refused", study), 302)]
     assert response.status_code == 400
     assert message in response.content
     assert b"<b>x</b>" not in response.content  # never echoed back as markup
@@ -197,10 +199,25 @@ def test_bad_prolific_parameters_get_400_and_create_nothing(params, message):
 
 def test_closed_study_says_so_with_403():
     study = study_with_match_sets(status="closed")
-    response = Client().get(url("entry", study), PARAMS)
+    response = Client().get(url("entry", study), PARAMS, follow=True)
+    assert response.redirect_chain == [(url("refused", study), 302)]
     assert response.status_code == 403
     assert b"not open" in response.content
     assert not Participant.objects.exists()
+
+
+def test_a_refusal_page_without_its_reason_still_says_what_to_do():
+    study = study_with_match_sets(status="closed")
+    client = Client()
+    client.get(url("entry", study), PARAMS)
+    assert b"not open" in client.get(url("refused", study)).content  # a reload: same reason
+    for cookie in ("garbage", ""):
+        client.cookies["fvr_refusal"] = cookie
+        response = client.get(url("refused", study))
+        assert response.status_code == 400
+        assert b"open the study again from your Prolific link" in response.content
+    assert Client().get(url("refused", study)).status_code == 400
+    assert Client().get("/s/no-such-study/refused/").status_code == 404
 
 
 def test_pages_without_a_participant_session_are_refused():
@@ -225,7 +242,7 @@ def test_a_session_id_already_used_by_another_pid_is_refused():
     study = study_with_match_sets()
     Client().get(url("entry", study), PARAMS)
     reused = {**PARAMS, "PROLIFIC_PID": "PIDOTHER001"}
-    response = Client().get(url("entry", study), reused)
+    response = Client().get(url("entry", study), reused, follow=True)
     assert response.status_code == 400
     assert b"SESSION_ID is already in use" in response.content
     assert Participant.objects.filter(study=study).count() == 1
