@@ -247,8 +247,14 @@ def test_200_dlib_observer_bots_and_analysis_recovers_the_observer_accuracy(face
         e = expected[method].expected
         assert row["n_responses"] == expected[method].n_responses
         assert row["accuracy"] == pytest.approx(expected[method].observed)
-        assert row["bootstrap_low"] <= e <= row["bootstrap_high"], (method, e, row)
-        assert row["gee_low"] <= e <= row["gee_high"], (method, e, row)
+        # The truth within the 95% intervals widened to 3.5 standard errors (99.95%): four
+        # methods' 95% intervals (two each, strongly correlated) miss it together in up to one
+        # run in five, and the bots' thread timing changes the data from run to run.
+        for interval in ("bootstrap", "gee"):
+            low, high = row[f"{interval}_low"], row[f"{interval}_high"]
+            assert low <= row["accuracy"] <= high, (method, interval, row)
+            se = (high - low) / (2 * 1.96)
+            assert abs(e - row["accuracy"]) <= 3.5 * se, (method, interval, e, row)
         # the observer is far above chance on real photos, and not perfect
         assert 0.4 < e < 0.98
     shown = [(m, round(r.expected, 3)) for m, r in expected.items()]
