@@ -1,6 +1,6 @@
 """Eigenfaces attack on real LFW faces: cosine in F, speed, and top-5 identification.
 
-Usage (CPU, F = mobileface, the issue's acceptance run; ≈ 2 min per target here):
+Usage (CPU, F = mobileface, the issue's acceptance run; 2–6 min per target on 2 cores):
 ``FVR_FACE_DATA=/work/shared/data python -m benchmarks.eigenfaces_attack --targets 20``
 Smaller: ``--targets 3 --iterations 300``. GPU: ``--recognizer faceres --device cuda``.
 
