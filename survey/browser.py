@@ -22,15 +22,35 @@ COOKIE = "fvr_participant"
 SALT = "survey.browser.participant"
 
 
+def _signed_cookie(request: HttpRequest, name: str, *, salt: str, max_age: int) -> object:
+    """The data signed into cookie ``name``; None when absent, forged, expired or not ours."""
+    value = request.COOKIES.get(name)
+    if not value:
+        return None
+    try:
+        return signing.loads(value, salt=salt, max_age=max_age)
+    except (signing.BadSignature, ValueError):
+        return None
+
+
+def _signed_cookie_set(
+    response: HttpResponse, name: str, data: object, *, salt: str, max_age: int, path: str = "/"
+) -> None:
+    """Sign ``data`` into cookie ``name``: HttpOnly, SameSite=Lax, Secure as the session's."""
+    response.set_cookie(
+        name,
+        signing.dumps(data, salt=salt),
+        max_age=max_age,
+        path=path,
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Lax",
+    )
+
+
 def browser_participants(request: HttpRequest) -> dict[str, int]:
     """slug → participant id, as signed into this browser's cookie ({} when absent or forged)."""
-    value = request.COOKIES.get(COOKIE)
-    if not value:
-        return {}
-    try:
-        known = signing.loads(value, salt=SALT, max_age=settings.SESSION_COOKIE_AGE)
-    except (signing.BadSignature, ValueError):  # forged, expired, or not ours
-        return {}
+    known = _signed_cookie(request, COOKIE, salt=SALT, max_age=settings.SESSION_COOKIE_AGE)
     if not isinstance(known, dict):
         return {}
     return {str(slug): pk for slug, pk in known.items() if isinstance(pk, int)}
@@ -56,14 +76,7 @@ def browser_remember(
     if known.get(slug) == participant_id:
         return
     known[slug] = participant_id
-    response.set_cookie(
-        COOKIE,
-        signing.dumps(known, salt=SALT),
-        max_age=settings.SESSION_COOKIE_AGE,
-        secure=settings.SESSION_COOKIE_SECURE,
-        httponly=True,
-        samesite="Lax",
-    )
+    _signed_cookie_set(response, COOKIE, known, salt=SALT, max_age=settings.SESSION_COOKIE_AGE)
 
 
 # A refused entry is shown at a URL without the Prolific IDs: the entry view redirects there
@@ -75,25 +88,21 @@ REFUSAL_SECONDS = 600
 
 def refusal_remember(response: HttpResponse, *, slug: str, status: int, message: str) -> None:
     """Carry a refusal's status and message to the refusal page of study ``slug``."""
-    response.set_cookie(
+    _signed_cookie_set(
+        response,
         REFUSAL_COOKIE,
-        signing.dumps({"status": status, "message": message}, salt=REFUSAL_SALT),
+        {"status": status, "message": message},
+        salt=REFUSAL_SALT,
         max_age=REFUSAL_SECONDS,
         path=f"/s/{slug}/",
-        secure=settings.SESSION_COOKIE_SECURE,
-        httponly=True,
-        samesite="Lax",
     )
 
 
 def refusal_recalled(request: HttpRequest) -> tuple[int, str] | None:
     """The (status, message) the entry view left for this browser, if still valid."""
-    value = request.COOKIES.get(REFUSAL_COOKIE)
-    if not value:
-        return None
+    data = _signed_cookie(request, REFUSAL_COOKIE, salt=REFUSAL_SALT, max_age=REFUSAL_SECONDS)
     try:
-        data = signing.loads(value, salt=REFUSAL_SALT, max_age=REFUSAL_SECONDS)
         status, message = int(data["status"]), str(data["message"])
-    except (signing.BadSignature, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):  # absent (None) or not what we wrote
         return None
     return (status, message) if 400 <= status < 500 else None

@@ -39,9 +39,11 @@ class FlowError(Exception):
     status = 400
     reason = "bad_request"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        if status is not None:
+            self.status = status
 
 
 class EntryRefused(FlowError):

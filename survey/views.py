@@ -91,9 +91,9 @@ def participant_page(step: str) -> Callable[[View], View]:
                 study = get_object_or_404(Study, slug=slug)
                 error = services.EntryRefused(
                     "We could not find your place in this study. Please open the study "
-                    "again from your Prolific link."
+                    "again from your Prolific link.",
+                    status=403,
                 )
-                error.status = 403
                 return error_page(request, error, study=study)
             if participant.step != step:
                 if request.method == "POST":
@@ -181,8 +181,8 @@ def refused(request: HttpRequest, slug: str) -> HttpResponse:
             "from your Prolific link."
         )
     else:
-        error = services.EntryRefused(recalled[1])
-        error.status = recalled[0]
+        status, message = recalled
+        error = services.EntryRefused(message, status=status)
     return error_page(request, error, study=study)
 
 
