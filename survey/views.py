@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib import messages
 from django.db.models import Prefetch
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -94,11 +94,11 @@ def participant_page(step: str) -> Callable[[View], View]:
                     "again from your Prolific link.",
                     status=403,
                 )
-                return error_page(request, error, study=study)
+                return refused_json(request, error, study)
             if participant.step != step:
                 if request.method == "POST":
                     log_stale_post(participant, f"a {step} page was submitted")
-                return HttpResponseRedirect(step_url(participant))
+                return moved_on(request, participant)
             return view(request, participant, **kwargs)
 
         return wrapper
@@ -244,46 +244,77 @@ def _question_pair(participant: Participant, position: int) -> tuple[Assignment,
     return pair[0], pair[1] if len(pair) > 1 else None
 
 
-def _question_context(
-    participant: Participant, assignment: Assignment, following: Assignment | None, form: AnswerForm
+def question_payload(
+    participant: Participant, assignment: Assignment, following: Assignment | None
 ) -> dict:
-    match_set = assignment.match_set
+    """What a question shows, as plain data: the page's template renders it, and the page's
+    script (static/survey/survey.js) receives it as JSON with the previous answer's
+    acknowledgement and shows it in place (one request per question)."""
+    slug = participant.study.slug
     k = participant.study.k
-    by_rank = {c.rank: c for c in match_set.candidates.all()}
-    candidates = [by_rank[rank] for rank in assignment.display_order(k)]
+    number, total = assignment.position, assignment.question_total
+    by_rank = {c.rank: c for c in assignment.match_set.candidates.all()}
     preload = []
     if following is not None:
         preload = [following.match_set.query_image.url] + [
             c.image.url for c in following.match_set.candidates.all()
         ]
-    selected = {str(v) for v in (form["selected"].value() or [])}
-    questions = assignment.question_total
-    return page_context(
-        participant,
-        questions,
-        form=form,
-        assignment=assignment,
-        match_set=match_set,
-        candidates=[
-            {"rank": c.rank, "number": n, "url": c.image.url, "checked": str(c.rank) in selected}
-            for n, c in enumerate(candidates, start=1)
-        ],
-        confidence_value=str(form["confidence"].value() or ""),
-        none_checked=bool(form["none_of_these"].value()),
-        preload=preload,
-        attention_photo=(
-            assignment.photo_number(assignment.attention_rank, k)
-            if assignment.is_attention_check
-            else None
-        ),
-        attention_label=(
-            Confidence(assignment.attention_confidence).label
-            if assignment.is_attention_check
-            else ""
-        ),
-        question_number=assignment.position,
-        question_total=questions,
+    attention = None
+    if assignment.is_attention_check:
+        attention = {
+            "photo": assignment.photo_number(assignment.attention_rank, k),
+            "label": Confidence(assignment.attention_confidence).label,
+        }
+    done, steps = progress(participant, total)
+    following_url = (
+        reverse("survey:question", kwargs={"slug": slug, "position": number + 1})
+        if number < total
+        else reverse("survey:debrief", kwargs={"slug": slug})
     )
+    return {
+        "number": number,
+        "total": total,
+        "token": str(assignment.token),
+        "url": reverse("survey:question", kwargs={"slug": slug, "position": number}),
+        "next_url": following_url,
+        "query_image": assignment.match_set.query_image.url,
+        "candidates": [
+            {"number": n, "rank": rank, "url": by_rank[rank].image.url}
+            for n, rank in enumerate(assignment.display_order(k), start=1)
+        ],
+        "attention": attention,
+        "preload": preload,
+        "progress": {"done": done, "total": steps},
+        "button": "Finish the questions" if number == total else "Next question",
+    }
+
+
+def wants_json(request: HttpRequest) -> bool:
+    """The page's script asks for JSON (survey.js); a plain form post gets pages and redirects."""
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def moved_on(request: HttpRequest, participant: Participant, notice: str = "") -> HttpResponse:
+    """Send the participant to where they are now after a question's POST: a redirect to that
+    page, or for the page's script that step's URL and, when it is a question, the question
+    itself (marked as served), so that answering costs one request."""
+    if not wants_json(request):
+        if notice:
+            messages.info(request, notice)
+        return HttpResponseRedirect(step_url(participant))
+    shown = None
+    if participant.step == Step.QUESTIONS:
+        assignment, following = _question_pair(participant, participant.current_position)
+        services.assignment_served(assignment=assignment)
+        shown = question_payload(participant, assignment, following)
+    return JsonResponse({"next": step_url(participant), "question": shown, "notice": notice})
+
+
+def refused_json(request: HttpRequest, error: services.FlowError, study: Study) -> HttpResponse:
+    """A refusal as JSON for the page's script, as a page otherwise."""
+    if wants_json(request):
+        return JsonResponse({"error": error.message}, status=error.status)
+    return error_page(request, error, study=study)
 
 
 @participant_page(Step.QUESTIONS)
@@ -292,12 +323,10 @@ def question(request: HttpRequest, participant: Participant, position: int) -> H
     if position != participant.current_position:
         if request.method == "POST":
             log_stale_post(participant, f"an answer to question {position} was submitted")
+        notice = ""
         if position < participant.current_position:
-            messages.info(
-                request,
-                f"You have already answered question {position}; your first answer is kept.",
-            )
-        return HttpResponseRedirect(step_url(participant))
+            notice = f"You have already answered question {position}; your first answer is kept."
+        return moved_on(request, participant, notice)
     form = AnswerForm(request.POST or None, k=participant.study.k)
     if request.method == "POST" and form.is_valid():
         # The answer names its question by token; the service checks it is this one.
@@ -310,8 +339,12 @@ def question(request: HttpRequest, participant: Participant, position: int) -> H
                 confidence=form.cleaned_data["confidence"],
             )
         except services.FlowError as error:
-            return error_page(request, error, study=participant.study)
-        return redirect(step_url(result.participant))
+            return refused_json(request, error, participant.study)
+        return moved_on(request, result.participant)
+    if request.method == "POST" and wants_json(request):
+        problems = "; ".join(str(e) for errors in form.errors.values() for e in errors)
+        error = services.InvalidAnswer(f"The answer was not complete: {problems}")
+        return refused_json(request, error, participant.study)
     assignment, following = _question_pair(participant, position)
     if request.method == "POST":
         status = 400  # the form is shown again with its errors
@@ -319,7 +352,18 @@ def question(request: HttpRequest, participant: Participant, position: int) -> H
         services.assignment_served(assignment=assignment)
         form = AnswerForm(initial={"question": assignment.token}, k=participant.study.k)
         status = 200
-    context = _question_context(participant, assignment, following, form)
+    shown = question_payload(participant, assignment, following)
+    selected = {str(v) for v in (form["selected"].value() or [])}
+    context = page_context(
+        participant,
+        assignment.question_total,
+        form=form,
+        q=shown,
+        candidates=[c | {"checked": str(c["rank"]) in selected} for c in shown["candidates"]],
+        confidence_value=str(form["confidence"].value() or ""),
+        none_checked=bool(form["none_of_these"].value()),
+        preload=shown["preload"],
+    )
     return render(request, "survey/question.html", context, status=status)
 
 

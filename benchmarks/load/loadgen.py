@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> dict:
     """Spawn the users, run for the given time, stop them gracefully, return the figures."""
     plan = locustfile.PLAN
     plan.slug, plan.run_tag, plan.think_seconds = args.slug, args.run_tag, args.think
-    plan.burst = args.burst
+    plan.burst, plan.javascript = args.burst, bool(args.javascript)
     user = locustfile.Participant
     user.host = args.host
     env = Environment(user_classes=[user])
@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--think", type=float, default=2.0)
     parser.add_argument("--burst", type=int, default=0)
+    parser.add_argument("--javascript", type=int, choices=(0, 1), default=1)
     parser.add_argument("--grace", type=float, default=150)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()

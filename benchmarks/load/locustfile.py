@@ -39,6 +39,7 @@ ATTENTION_RE = re.compile(
 STATIC_RE = re.compile(r'(?:rel="stylesheet" href|<script src)="([^"]+)"')
 QUESTION_PATH_RE = re.compile(r"/question/(\d+)/$")
 FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
+SCRIPT_HEADERS = {**FORM_HEADERS, "Accept": "application/json", "X-Requested-With": "fetch"}
 
 
 @dataclass
@@ -49,6 +50,10 @@ class Plan:
     run_tag: str = os.environ.get("FVR_LOAD_RUN_TAG", uuid.uuid4().hex[:8])
     think_seconds: float = float(os.environ.get("FVR_LOAD_THINK", "2.0"))
     burst: int = 0  # > 0: every user is one arrival, released together once all have spawned
+    # As a browser running the page's script (static/survey/survey.js): each answer is posted
+    # asking for JSON and its acknowledgement brings the next question (one request per
+    # question); False: as a browser without JavaScript (POST, redirect, next page).
+    javascript: bool = True
     give_up_seconds: float = 120.0  # a request that keeps failing this long abandons the flow
 
 
@@ -84,6 +89,7 @@ class Participant(FastHttpUser):
     network_timeout = 30.0
     connection_timeout = 10.0
     max_retries = 0  # retries are ours, visible in the log
+    confidences: dict[str, str]  # confidence label -> value, read from the first question page
 
     def wait_time(self) -> float:
         return 0.0
@@ -100,13 +106,14 @@ class Participant(FastHttpUser):
         *,
         expect: tuple[int, ...],
         data: list[tuple[str, str]] | None = None,
+        headers: dict[str, str] = FORM_HEADERS,
     ) -> object:
         """One request, retried with backoff on a server error or a broken connection."""
         delay, started = 0.5, time.monotonic()
         while True:
             kwargs = {"allow_redirects": False, "name": name, "catch_response": True}
             if data is not None:
-                kwargs |= {"data": urlencode(data), "headers": FORM_HEADERS}
+                kwargs |= {"data": urlencode(data), "headers": headers}
             with self.client.request(method, path, **kwargs) as response:
                 status = response.status_code
                 if status in expect:
@@ -188,10 +195,13 @@ class Participant(FastHttpUser):
 
     def take_part(self, pid: str) -> None:
         path = self.arrive(pid)
+        shown = None  # the question as the page's script received it (JSON), if it did
         while (match := QUESTION_PATH_RE.search(path)) is not None:
             if STOP.is_set():
                 return
-            path = self.answer(pid, path, int(match.group(1)))
+            if shown is None:
+                shown = self.question_page(path)
+            path, shown = self.answer(pid, path, int(match.group(1)), shown)
         if not path.endswith("/debrief/"):
             raise Abandon(f"questions ended at {path}, not at the debrief")
         html = self.page(path, "debrief GET")
@@ -203,42 +213,69 @@ class Participant(FastHttpUser):
             raise Abandon(f"completion redirect without a code: {final}")
         LOG.completed.append({"pid": pid, "code": code})
 
-    def answer(self, pid: str, path: str, position: int) -> str:
-        """Load a question and its images, think, answer; return where the server sends us."""
+    def question_page(self, path: str) -> "Shown":
+        """A question's page (the first, or every one without JavaScript), read as the
+        participant sees it."""
         html = self.page(path, "question GET")
         form = FORM_RE.search(html)
         token = TOKEN_RE.search(html)
-        if not form or not token:
-            raise Abandon(f"question {position}: no answer form on {path}")
-        for url in IMG_RE.findall(form.group(0)):
-            self.send("GET", url, "image", expect=(200,))
-        numbers = {int(n): rank for n, rank in CANDIDATE_RE.findall(html)}
-        confidences = {label.strip(): value for value, label in CONFIDENCE_RE.findall(html)}
+        csrf = CSRF_RE.search(html)
+        if not form or not token or not csrf:
+            raise Abandon(f"no answer form on {path}")
         told = ATTENTION_RE.search(html)
-        if told:
-            selected, none = [numbers[int(told.group(1))]], False
-            confidence = confidences[told.group(2)]
+        confidences = {label.strip(): value for value, label in CONFIDENCE_RE.findall(html)}
+        self.confidences = confidences  # the same scale on every question
+        return Shown(
+            token=token.group(1),
+            csrf=csrf.group(1),
+            images=IMG_RE.findall(form.group(0)),
+            photos={int(n): rank for n, rank in CANDIDATE_RE.findall(html)},
+            told=(int(told.group(1)), confidences[told.group(2)]) if told else None,
+        )
+
+    def shown_by_script(self, data: dict, csrf: str) -> "Shown":
+        """The next question as the page's script shows it, from the acknowledgement."""
+        told = data["attention"]
+        by_label = self.confidences
+        return Shown(
+            token=data["token"],
+            csrf=csrf,
+            images=[data["query_image"], *(c["url"] for c in data["candidates"])],
+            photos={c["number"]: str(c["rank"]) for c in data["candidates"]},
+            told=(told["photo"], by_label[told["label"]]) if told else None,
+        )
+
+    def answer(
+        self, pid: str, path: str, position: int, shown: "Shown"
+    ) -> tuple[str, "Shown | None"]:
+        """Fetch a question's images, think, answer; return where the server sends us and,
+        with JavaScript, the next question it sent along (else None)."""
+        for url in shown.images:
+            self.send("GET", url, "image", expect=(200,))
+        scale = list(self.confidences.values())
+        if shown.told:
+            selected, none, confidence = [shown.photos[shown.told[0]]], False, shown.told[1]
         elif random.random() < 0.2:
-            selected, none, confidence = [], True, random.choice(list(confidences.values()))
+            selected, none, confidence = [], True, random.choice(scale)
         else:
-            picks = random.sample(sorted(numbers), random.choice((1, 1, 2)))
-            selected, none = sorted(numbers[n] for n in picks), False
-            confidence = random.choice(list(confidences.values()))
+            picks = random.sample(sorted(shown.photos), random.choice((1, 1, 2)))
+            selected, none = sorted(shown.photos[n] for n in picks), False
+            confidence = random.choice(scale)
         self.pause(PLAN.think_seconds)
-        fields = [("question", token.group(1)), ("confidence", confidence)]
-        fields += [("selected", rank) for rank in selected]
+        fields = [("csrfmiddlewaretoken", shown.csrf), ("question", shown.token)]
+        fields += [("confidence", confidence), *(("selected", rank) for rank in selected)]
         if none:
             fields.append(("none_of_these", "on"))
         answer = {
             "pid": pid,
             "position": position,
-            "token": token.group(1),
+            "token": shown.token,
             "selected": sorted(int(r) for r in selected),
             "none": none,
             "confidence": int(confidence),
         }
         LOG.pending[pid] = answer
-        following = self.post_form(path, "answer POST", html, fields)
+        following, then = self.post_answer(path, fields, shown.csrf)
         # Acknowledged: the server sends the participant on (a later question, the debrief).
         later = QUESTION_PATH_RE.search(following)
         if (later and int(later.group(1)) <= position) or not (
@@ -247,4 +284,33 @@ class Participant(FastHttpUser):
             raise Abandon(f"answer to question {position} was not taken: sent to {following}")
         LOG.acked.append(answer)
         del LOG.pending[pid]
-        return following
+        return following, then
+
+    def post_answer(
+        self, path: str, fields: list[tuple[str, str]], csrf: str
+    ) -> tuple[str, "Shown | None"]:
+        """Post an answer as the page's script does (JSON back, with the next question) or as
+        a plain form (a redirect); return (where next, the next question if it came along)."""
+        if not PLAN.javascript:
+            response = self.send("POST", path, "answer POST", expect=(302,), data=fields)
+            return self.follow(response), None
+        response = self.send(
+            "POST", path, "answer POST", expect=(200,), data=fields, headers=SCRIPT_HEADERS
+        )
+        try:
+            data = response.json()
+        except ValueError as error:
+            raise Abandon(f"answer on {path}: no JSON in the acknowledgement") from error
+        shown = data.get("question")
+        return data["next"], self.shown_by_script(shown, csrf) if shown else None
+
+
+@dataclass
+class Shown:
+    """A question as the participant sees it: what to send back and which images to load."""
+
+    token: str
+    csrf: str
+    images: list[str]
+    photos: dict[int, str]  # "Photo N" -> candidate rank
+    told: tuple[int, str] | None  # an attention check's (photo, confidence value)

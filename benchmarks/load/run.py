@@ -67,6 +67,13 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--burst", type=int, default=0, help="simultaneous arrivals first")
     parser.add_argument("--faults", action="store_true", help="inject faults while sustained")
     parser.add_argument("--think", type=float, default=2.0, help="seconds per question")
+    parser.add_argument(
+        "--no-javascript",
+        dest="javascript",
+        action="store_false",
+        help="participants as browsers without JavaScript: POST, redirect, page per question "
+        "(default: as the page's script, one request per question)",
+    )
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--per-method", type=int, default=20, help="match sets per FVR method")
@@ -155,6 +162,7 @@ def load_run(
         f"--seconds={seconds}",
         f"--think={args.think}",
         f"--burst={burst}",
+        f"--javascript={int(args.javascript)}",
         f"--out={out}",
     ]
     faults: list[dict] = []
@@ -337,11 +345,18 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
     )
     results: list[dict] = []
-    summary: dict = {"cpus": os.cpu_count(), "load_before": load_before[0], "images": source}
+    summary: dict = {
+        "cpus": os.cpu_count(),
+        "load_before": load_before[0],
+        "images": source,
+        "javascript": args.javascript,
+    }
     broken: list[str] = []
     try:
         server.start()
         print(f"gunicorn: {args.workers} workers × {args.threads} threads at {server.url}")
+        way = "the page's script (one request per question)" if args.javascript else "no script"
+        print(f"participants answer as browsers with {way}")
         summary["images_served_by"] = image_server(server)
         print(f"images served by {summary['images_served_by']}")
         if args.burst:

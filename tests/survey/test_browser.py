@@ -161,6 +161,15 @@ def test_participant_completes_the_study_with_reload_back_and_keyboard(page, con
     study = study_with_match_sets(per_method=5, prolific_study_id="STUDY12345")
     requested: set[str] = set()
     context.on("request", lambda r: requested.add(r.url.removeprefix(live_server.url)))
+    documents: list[str] = []  # pages loaded (not shown in place by the page's script)
+    page.on(
+        "request",
+        lambda r: (
+            documents.append(r.url.removeprefix(live_server.url))
+            if r.resource_type == "document"
+            else None
+        ),
+    )
     participant = arrive(page, study, pid="PIDFULL0001")
     assert page.url.endswith(f"/s/{study.slug}/consent/")
 
@@ -206,9 +215,10 @@ def test_participant_completes_the_study_with_reload_back_and_keyboard(page, con
             continue
         answered = answer_as_told(page)
         if number == 8:
-            # Back to the answered question: the server sends the participant on.
+            # Back to the answered question (shown in place, with a URL of its own): the page
+            # loads that URL, and the server sends the participant on.
             page.go_back()
-            page.wait_for_load_state()
+            page.wait_for_url("**/question/9/")
             assert question_number(page) == 9
             assert "already answered question 8" in page.inner_text("main")
         if answered < total:
@@ -216,6 +226,11 @@ def test_participant_completes_the_study_with_reload_back_and_keyboard(page, con
 
     assert checks_seen == 2
     assert page.url.endswith("/debrief/")
+    # One request per question: each answer's acknowledgement brought the next question, shown
+    # in place; pages were loaded only for question 1, the reload of 5 and Back from 9 (to 8,
+    # which sends the participant on to 9).
+    loaded = [int(m.group(1)) for d in documents if (m := QUESTION_URL.search(d))]
+    assert loaded == [1, 5, 8, 9]
     participant.refresh_from_db()
     assert participant.step == Participant.Step.DEBRIEF
     assert_one_response_per_question(participant, total)
