@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-ROLES = ("app", "database", "load generator", "other")
+ROLES = ("app", "database", "proxy", "load generator", "other")
 
 
 def _role(process: psutil.Process) -> str:
@@ -28,6 +28,8 @@ def _role(process: psutil.Process) -> str:
         return "app"
     if name.startswith(("postgres", "postmaster")):
         return "database"
+    if name.startswith("nginx"):
+        return "proxy"
     if "benchmarks.load.loadgen" in command or "locust" in command:
         return "load generator"
     return "other"

@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from benchmarks.load.server import (
     REPO,
     Gunicorn,
     HarnessError,
+    Nginx,
     database_recreate,
     free_port,
     postgres_restart,
@@ -73,6 +75,13 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="participants as browsers without JavaScript: POST, redirect, page per question "
         "(default: as the page's script, one request per question)",
+    )
+    parser.add_argument(
+        "--proxy",
+        choices=("none", "nginx"),
+        default="none",
+        help="nginx: nginx in front (deploy/nginx.conf) serves media and static files and "
+        "proxies the rest; none: gunicorn serves everything (media through WhiteNoise)",
     )
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
@@ -154,7 +163,7 @@ def load_run(
         sys.executable,
         "-m",
         "benchmarks.load.loadgen",
-        f"--host={server.url}",
+        f"--host={args.front_url or server.url}",
         f"--slug={SLUG}",
         f"--run-tag={phase[0]}{os.getpid()}",
         f"--users={args.users}",
@@ -205,16 +214,24 @@ def fault_inject(fault: str, server: Gunicorn, args: argparse.Namespace) -> floa
     raise ValueError(fault)
 
 
-def image_server(server: Gunicorn) -> str:
-    """Who answers an image request: MediaFiles (before Django) or Django itself."""
+def image_server(server: Gunicorn, front: Nginx | None) -> str:
+    """Who answers an image request: nginx, MediaFiles (before Django) or Django itself."""
     from config.wsgi import MEDIA_CACHE_CONTROL
     from survey.models import MatchSet
 
     url = MatchSet.objects.filter(study__slug=SLUG).first().query_image.url
-    with urllib.request.urlopen(f"{server.url}{url}", timeout=10) as response:
-        served_by_media_files = response.headers.get("Cache-Control") == MEDIA_CACHE_CONTROL
+    with urllib.request.urlopen(f"{(front or server).url}{url}", timeout=10) as response:
+        private = response.headers.get("Cache-Control") == MEDIA_CACHE_CONTROL
         no_session = "Cookie" not in (response.headers.get("Vary") or "")
-    return "config.wsgi.MediaFiles" if served_by_media_files and no_session else "Django"
+    if front is not None:
+        # gunicorn runs without MediaFiles here, so only nginx can have answered with the file.
+        try:
+            urllib.request.urlopen(f"{server.url}{url}", timeout=10).close()
+        except urllib.error.HTTPError as error:
+            if error.code == 404 and private:
+                return "nginx (deploy/nginx.conf)"
+        return "gunicorn, behind nginx"
+    return "config.wsgi.MediaFiles" if private and no_session else "Django"
 
 
 def endpoint_table(result: dict) -> list[str]:
@@ -337,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         f"study {SLUG!r}: {args.per_method} match sets per method from {source} "
         f"(database, migrations and study in {time.monotonic() - started:.1f} s)"
     )
+    front = None
+    if args.proxy == "nginx":
+        env["FVR_SERVE_MEDIA_WHITENOISE"] = "0"  # nginx serves media; gunicorn never sees them
     server = Gunicorn(
         env=env,
         workdir=args.workdir,
@@ -344,6 +364,15 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         threads=args.threads,
     )
+    if args.proxy == "nginx":
+        front = Nginx(
+            workdir=args.workdir,
+            port=free_port(),
+            upstream=f"127.0.0.1:{server.port}",
+            media_root=Path(env["DJANGO_MEDIA_ROOT"]),
+            static_root=Path(env["DJANGO_STATIC_ROOT"]),
+        )
+    args.front_url = front.url if front else None
     results: list[dict] = []
     summary: dict = {
         "cpus": os.cpu_count(),
@@ -355,9 +384,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.start()
         print(f"gunicorn: {args.workers} workers × {args.threads} threads at {server.url}")
+        if front is not None:
+            front.start()
+            print(f"nginx in front at {front.url} (deploy/nginx.conf)")
         way = "the page's script (one request per question)" if args.javascript else "no script"
         print(f"participants answer as browsers with {way}")
-        summary["images_served_by"] = image_server(server)
+        summary["images_served_by"] = image_server(server, front)
         print(f"images served by {summary['images_served_by']}")
         if args.burst:
             results.append(burst_phase(args, server, summary, broken))
@@ -368,13 +400,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         server.stop()
+        if front is not None:
+            front.stop()
     from django.db import connections
 
     from benchmarks.load.invariants import invariants_check
 
     connections.close_all()  # a PostgreSQL restart may have cut this process's connection
-    found = invariants_check(slug=SLUG, log=merged_log(results))
+    log = merged_log(results)
+    found = invariants_check(slug=SLUG, log=log)
     broken += found.broken
+    if front is not None:
+        found.figures["nginx access log"] = access_log_check(front, log["entered"], broken)
     load_after = os.getloadavg()
     print("\n== nothing lost ==")
     for name, value in found.figures.items():
@@ -392,6 +429,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print("\nall invariants hold: every acknowledged answer is stored exactly once.")
     return 0
+
+
+def access_log_check(front: Nginx, pids: list[str], broken: list[str]) -> str:
+    """The proxy's access log holds no Prolific ID of any participant who arrived."""
+    text = front.access_log.read_text() if front.access_log.exists() else ""
+    requests = text.count("\n")
+    leaked = [pid for pid in pids if pid in text]
+    if not requests:
+        broken.append(f"nginx wrote no access log at {front.access_log}")
+    if leaked:
+        broken.append(f"Prolific IDs in the nginx access log: {len(leaked)}, e.g. {leaked[0]}")
+    return f"{requests} requests logged, Prolific IDs in it: {len(leaked)}"
 
 
 def phase_summary(result: dict) -> dict:

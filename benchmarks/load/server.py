@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -180,3 +181,91 @@ def postgres_restart(cluster: str) -> float:
     if result.returncode != 0:
         raise HarnessError(f"pg_ctlcluster restart failed: {result.stderr.strip()}")
     return time.monotonic() - started
+
+
+NGINX_CONFIG = REPO / "deploy" / "nginx.conf"
+
+
+@dataclass
+class Nginx:
+    """nginx in front of gunicorn (deploy/nginx.conf): media and static files served from disk,
+    everything else proxied to ``upstream``, on plain HTTP over loopback."""
+
+    workdir: Path
+    port: int
+    upstream: str  # host:port of gunicorn
+    media_root: Path
+    static_root: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def access_log(self) -> Path:
+        return self.workdir / "nginx-access.log"
+
+    def config(self) -> str:
+        """deploy/nginx.conf with its placeholders filled in for this run."""
+        text = NGINX_CONFIG.read_text()
+        for name, value in {
+            "PREFIX": self.workdir,
+            "UPSTREAM": self.upstream,
+            "LISTEN": f"127.0.0.1:{self.port}",
+            "MEDIA_ROOT": self.media_root,
+            "STATIC_ROOT": self.static_root,
+        }.items():
+            text = text.replace(f"@{name}@", str(value))
+        return text
+
+    def start(self, *, timeout: float = 20) -> None:
+        """Start nginx in the foreground of its own process; wait until it accepts connections."""
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(binary).is_file():
+            raise HarnessError(
+                "--proxy nginx needs nginx (Debian: apt-get install nginx-light), or leave the "
+                "option out to serve everything from gunicorn"
+            )
+        conf = self.workdir / "nginx.conf"
+        conf.write_text(self.config())
+        check = subprocess.run(
+            [binary, "-t", "-q", "-c", str(conf), "-p", str(self.workdir)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check.returncode != 0:
+            raise HarnessError(f"nginx refused {conf}: {check.stderr.strip()}")
+        directives = "daemon off;"
+        if os.geteuid() == 0:
+            # Started as root, nginx's workers would drop to nobody, who may not read the work
+            # directory (pytest's is private); as another user they keep that user's rights.
+            directives += " user root;"
+        self.process = subprocess.Popen(
+            [binary, "-c", str(conf), "-p", str(self.workdir), "-g", directives],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise HarnessError(f"nginx exited; see {self.workdir / 'nginx-error.log'}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise HarnessError(f"nginx did not accept connections within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        """Graceful stop (SIGQUIT: open requests finish), which also flushes the access log."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGQUIT)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -71,8 +72,11 @@ def test_tiny_load_run_keeps_every_answer_and_balances_arrivals(tmp_path: Path) 
     assert sustained["total"]["failures"] == 0
     assert sustained["abandoned"] == 0
     endpoints = sustained["endpoints"]
-    # Six images per question page, each fetched without going through Django.
-    assert endpoints["image"]["count"] == 6 * endpoints["question GET"]["count"]
+    # As the page's script: a page for the first question, then each answer's acknowledgement
+    # brings the next question; six images per question answered, none through Django.
+    assert summary["javascript"] is True
+    assert endpoints["image"]["count"] == 6 * endpoints["answer POST"]["count"]
+    assert endpoints["question GET"]["count"] < endpoints["answer POST"]["count"] / 5
     figures = summary["figures"]
     assert figures["answers acknowledged"] == figures["answers stored"] > 0
     assert figures["completion codes issued"] == figures["participants with every answer"] > 0
@@ -112,3 +116,32 @@ def test_faults_during_a_run_lose_nothing(tmp_path: Path) -> None:
     figures = summary["figures"]
     assert figures["answers acknowledged"] == figures["answers stored"] > 0
     assert figures["completion codes issued"] == figures["participants with every answer"] > 0
+
+
+def test_run_behind_nginx_without_javascript_serves_images_from_nginx(tmp_path: Path) -> None:
+    """deploy/nginx.conf in front: media from disk, no Prolific ID in its access log; the
+    participants take the no-JavaScript path (a page per question)."""
+    if not (shutil.which("nginx") or Path("/usr/sbin/nginx").is_file()):
+        if os.environ.get("FVR_REQUIRE_ALL") == "1":
+            pytest.fail("FVR_REQUIRE_ALL=1: install nginx (apt-get install nginx-light)")
+        pytest.skip("needs nginx (apt-get install nginx-light; .ci/run installs it)")
+    summary, _ = harness_run(
+        tmp_path,
+        "--minutes=0.35",
+        "--proxy=nginx",
+        "--no-javascript",
+        f"--database-url={harness_database_url()}",
+    )
+    assert summary["broken"] == []
+    assert summary["images_served_by"] == "nginx (deploy/nginx.conf)"
+    assert summary["javascript"] is False
+    endpoints = summary["sustained"]["endpoints"]
+    assert endpoints["question GET"]["count"] == endpoints["answer POST"]["count"] > 0
+    assert endpoints["image"]["count"] == 6 * endpoints["question GET"]["count"]
+    assert summary["sustained"]["total"]["failures"] == 0
+    figures = summary["figures"]
+    assert figures["answers acknowledged"] == figures["answers stored"] > 0
+    assert figures["nginx access log"].endswith("Prolific IDs in it: 0")
+    log = (tmp_path / "work" / "nginx-access.log").read_text()
+    assert "GET /s/load/ HTTP/1.1" in log  # arrivals are logged, without their query string
+    assert "PROLIFIC_PID" not in log
