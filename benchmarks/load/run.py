@@ -85,6 +85,13 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument(
+        "--worker-class",
+        choices=("gthread", "sync"),
+        default="gthread",
+        help="gunicorn's: gthread (threads, keep-alive; serves clients directly) or sync (one "
+        "request at a time per process; only behind a buffering proxy, i.e. --proxy nginx)",
+    )
     parser.add_argument("--per-method", type=int, default=20, help="match sets per FVR method")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument(
@@ -98,6 +105,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.minutes <= 0 and not args.burst:
         parser.error("nothing to run: give --minutes > 0, --burst N, or both")
+    if args.worker_class == "sync" and args.proxy != "nginx":
+        parser.error("--worker-class sync needs --proxy nginx (sync workers must not face clients)")
     if args.faults and args.minutes <= 0:
         parser.error("--faults needs a sustained run (--minutes > 0)")
     return args
@@ -363,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         port=free_port(),
         workers=args.workers,
         threads=args.threads,
+        worker_class=args.worker_class,
     )
     if args.proxy == "nginx":
         front = Nginx(
@@ -383,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     broken: list[str] = []
     try:
         server.start()
-        print(f"gunicorn: {args.workers} workers × {args.threads} threads at {server.url}")
+        threads = f" × {args.threads} threads" if args.worker_class == "gthread" else ""
+        print(f"gunicorn: {args.workers} {args.worker_class} workers{threads} at {server.url}")
         if front is not None:
             front.start()
             print(f"nginx in front at {front.url} (deploy/nginx.conf)")

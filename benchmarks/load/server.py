@@ -76,6 +76,7 @@ class Gunicorn:
     port: int
     workers: int = 4
     threads: int = 4
+    worker_class: str = "gthread"
     process: subprocess.Popen | None = None
     events: list[str] = field(default_factory=list)
 
@@ -92,7 +93,7 @@ class Gunicorn:
                 "config.wsgi:application",
                 f"--bind=127.0.0.1:{self.port}",
                 f"--workers={self.workers}",
-                "--worker-class=gthread",
+                f"--worker-class={self.worker_class}",
                 f"--threads={self.threads}",
                 "--timeout=60",
                 "--graceful-timeout=30",
