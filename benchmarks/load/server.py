@@ -67,6 +67,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def process_stop(process: subprocess.Popen | None, graceful: int, *, timeout: float) -> None:
+    """Send a server its graceful-stop signal and wait; kill it if it is still there after
+    ``timeout`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(graceful)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @dataclass
 class Gunicorn:
     """One gunicorn master with its workers, started and stopped by the harness."""
@@ -137,14 +150,7 @@ class Gunicorn:
 
     def stop(self) -> None:
         """Graceful stop (SIGTERM: in-flight requests finish), then wait for the master."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=45)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        process_stop(self.process, signal.SIGTERM, timeout=45)
 
     # --- faults -----------------------------------------------------------------------------
 
@@ -262,11 +268,4 @@ class Nginx:
 
     def stop(self) -> None:
         """Graceful stop (SIGQUIT: open requests finish), which also flushes the access log."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGQUIT)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        process_stop(self.process, signal.SIGQUIT, timeout=30)
