@@ -16,9 +16,9 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from survey.assignment import DesignError, questions_choose
+from survey.faces import candidate_faces
 from survey.models import (
     Assignment,
-    Candidate,
     PageVisit,
     Participant,
     RefusedRequest,
@@ -416,11 +416,8 @@ def _response_record(
     )
     now = now or timezone.now()
     served_at = assignment.served_at or now
-    true_ranks = set(
-        Candidate.objects.filter(match_set_id=assignment.match_set_id, is_true=True)
-        .order_by()  # Candidate's default ordering would join match set and study for nothing
-        .values_list("rank", flat=True)
-    )
+    (faces,) = candidate_faces(assignment.match_set)
+    true_ranks = {face.rank for face in faces if face.is_true}
     attention_passed = None
     if assignment.is_attention_check:
         attention_passed = (

@@ -6,7 +6,6 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
-from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -21,9 +20,10 @@ from survey.browser import (
     refusal_recalled,
     refusal_remember,
 )
+from survey.faces import candidate_faces
 from survey.flow import progress, step_url
 from survey.forms import AnswerForm, ConsentForm, DemographicsForm
-from survey.models import Assignment, Candidate, Confidence, Participant, Study
+from survey.models import Assignment, Confidence, Participant, Study
 from survey.ratelimit import RateLimited, entry_rate_check
 
 Step = Participant.Step
@@ -231,12 +231,10 @@ def instructions(request: HttpRequest, participant: Participant) -> HttpResponse
 def _question_pair(participant: Participant, position: int) -> tuple[Assignment, Assignment | None]:
     """The question at ``position`` and the one after it (for preloading its images), with
     their match sets, candidates and the participant's question count: two queries."""
-    candidates = Prefetch("match_set__candidates", queryset=Candidate.objects.order_by("rank"))
     pair = list(
         Assignment.objects.filter(participant=participant, position__in=(position, position + 1))
         .select_related("match_set")
         .with_question_total()
-        .prefetch_related(candidates)
         .order_by("position")
     )
     if not pair or pair[0].position != position:
@@ -253,12 +251,12 @@ def question_payload(
     slug = participant.study.slug
     k = participant.study.k
     number, total = assignment.position, assignment.question_total
-    by_rank = {c.rank: c for c in assignment.match_set.candidates.all()}
+    shown = [assignment.match_set] + ([following.match_set] if following is not None else [])
+    faces = candidate_faces(*shown)  # this question's and the next one's
+    by_rank = {c.rank: c for c in faces[0]}
     preload = []
     if following is not None:
-        preload = [following.match_set.query_image.url] + [
-            c.image.url for c in following.match_set.candidates.all()
-        ]
+        preload = [following.match_set.query_image.url] + [c.url for c in faces[1]]
     attention = None
     if assignment.is_attention_check:
         attention = {
@@ -279,7 +277,7 @@ def question_payload(
         "next_url": following_url,
         "query_image": assignment.match_set.query_image.url,
         "candidates": [
-            {"number": n, "rank": rank, "url": by_rank[rank].image.url}
+            {"number": n, "rank": rank, "url": by_rank[rank].url}
             for n, rank in enumerate(assignment.display_order(k), start=1)
         ],
         "attention": attention,

@@ -38,6 +38,12 @@ def main() -> None:
     parser.add_argument("--slug", default="load")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--workdir", type=Path, default=Path("var/load"), help="the load run's")
+    parser.add_argument(
+        "--no-javascript",
+        dest="javascript",
+        action="store_false",
+        help="answer as a plain form (POST, redirect, page) instead of as the page's script",
+    )
     args = parser.parse_args()
     os.environ.update(server_environment(database_url=args.database_url, workdir=args.workdir))
     import django
@@ -51,10 +57,19 @@ def main() -> None:
     cpu: dict[str, list[float]] = defaultdict(list)
     queries: dict[str, list[int]] = defaultdict(list)
 
-    def call(client: Client, label: str, method: str, path: str, data: dict | None = None):
+    def call(
+        client: Client,
+        label: str,
+        method: str,
+        path: str,
+        data: dict | None = None,
+        *,
+        json: bool = False,
+    ):
+        headers = {"HTTP_ACCEPT": "application/json"} if json else {}
         with CaptureQueriesContext(connection) as captured:
             start, start_cpu = time.perf_counter(), time.process_time()
-            response = getattr(client, method)(path, data or {})
+            response = getattr(client, method)(path, data or {}, **headers)
             times[label].append((time.perf_counter() - start) * 1000)
             cpu[label].append((time.process_time() - start_cpu) * 1000)
         queries[label].append(len(captured.captured_queries))
@@ -76,24 +91,37 @@ def main() -> None:
         path = call(client, "demographics POST", "post", path, fields)["Location"]
         call(client, "instructions GET", "get", path)
         path = call(client, "instructions POST", "post", path)["Location"]
+        shown = None  # the next question as the page's script received it
         while "/question/" in path:
-            html = call(client, "question GET", "get", path).content.decode()
-            numbers = {int(n): rank for n, rank in PHOTO_RE.findall(html)}
-            confidences = {label.strip(): value for value, label in CONFIDENCE_RE.findall(html)}
-            told, said = ATTENTION_RE.search(html), TOLD_RE.search(html)
-            rank = numbers[int(told.group(1))] if told else numbers[1]
-            confidence = confidences[said.group(1)] if told and said else "3"
-            fields = {
-                "question": TOKEN_RE.search(html).group(1),
-                "selected": [rank],
-                "confidence": confidence,
-            }
-            path = call(client, "answer POST", "post", path, fields)["Location"]
+            if shown is None:
+                html = call(client, "question GET", "get", path).content.decode()
+                numbers = {int(n): rank for n, rank in PHOTO_RE.findall(html)}
+                scale = {label.strip(): value for value, label in CONFIDENCE_RE.findall(html)}
+                told, said = ATTENTION_RE.search(html), TOLD_RE.search(html)
+                rank = numbers[int(told.group(1))] if told else numbers[1]
+                confidence = scale[said.group(1)] if told and said else "3"
+                token = TOKEN_RE.search(html).group(1)
+            else:
+                numbers = {c["number"]: str(c["rank"]) for c in shown["candidates"]}
+                told = shown["attention"]
+                rank = numbers[told["photo"]] if told else numbers[1]
+                confidence = scale[told["label"]] if told else "3"
+                token = shown["token"]
+            fields = {"question": token, "selected": [rank], "confidence": confidence}
+            if args.javascript:
+                reply = call(client, "answer (JSON)", "post", path, fields, json=True).json()
+                path, shown = reply["next"], reply["question"]
+            else:
+                path = call(client, "answer POST", "post", path, fields)["Location"]
         call(client, "debrief GET", "get", path)
         path = call(client, "debrief POST", "post", path)["Location"]
         call(client, "done GET", "get", path)
 
-    print(f"{args.participants} participants, in process, production settings, {args.slug!r}")
+    way = "the page's script (JSON answers)" if args.javascript else "plain forms"
+    print(
+        f"{args.participants} participants, in process, production settings, {args.slug!r}, "
+        f"answering as {way}"
+    )
     print(
         f"  {'endpoint':18s} {'n':>5s} {'p50 ms':>7s} {'p90 ms':>7s} {'cpu ms':>7s} {'queries':>8s}"
     )

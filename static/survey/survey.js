@@ -10,8 +10,12 @@
     if (event.persisted) { window.location.reload(); }
   });
   // Back or Forward between questions shown in place: load that URL's page, which the server
-  // answers with the current question (an answered one is never shown again).
-  window.addEventListener("popstate", function () { window.location.reload(); });
+  // answers with the current question (an answered one is never shown again). A change of the
+  // fragment only (the "Skip to content" link) stays on the page.
+  var shownPath = window.location.pathname;
+  window.addEventListener("popstate", function () {
+    if (window.location.pathname !== shownPath) { window.location.reload(); }
+  });
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form").forEach(function (form) {
       // One submission per page load: a double click never sends the answer twice.
@@ -227,6 +231,7 @@
     // A URL of its own: a reload shows this question, and Back reaches the answered one,
     // whose page sends the participant on (see the popstate listener).
     window.history.pushState({ question: q.number }, "", q.url);
+    shownPath = window.location.pathname;
     window.scrollTo(0, 0);
     document.getElementById("main").focus({ preventScroll: true });
   }

@@ -202,6 +202,13 @@ def test_participant_completes_the_study_with_reload_back_and_keyboard(page, con
             photo = a.photo_number(a.attention_rank, study.k)
             assert told == (photo, Confidence(a.attention_confidence).label)
 
+        if number == 3:
+            # The skip link (a fragment, its own history entry): Back from it stays here.
+            page.locator("a.skip").focus()
+            page.keyboard.press("Enter")
+            assert page.url.endswith("/question/3/#main")
+            page.go_back()
+            assert question_number(page) == 3
         if number == 5:
             # Reload: the same question, the same token, the first served-at time kept.
             a = Assignment.objects.get(participant=participant, position=5)
