@@ -236,6 +236,7 @@ class Nginx:
             )
         conf = self.workdir / "nginx.conf"
         conf.write_text(self.config())
+        self.access_log.unlink(missing_ok=True)  # this run's requests only
         check = subprocess.run(
             [binary, "-t", "-q", "-c", str(conf), "-p", str(self.workdir)],
             capture_output=True,
