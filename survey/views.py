@@ -94,7 +94,7 @@ def participant_page(step: str) -> Callable[[View], View]:
                     "again from your Prolific link.",
                     status=403,
                 )
-                return refused_json(request, error, study)
+                return refusal_response(request, error, study)
             if participant.step != step:
                 if request.method == "POST":
                     log_stale_post(participant, f"a {step} page was submitted")
@@ -230,7 +230,8 @@ def instructions(request: HttpRequest, participant: Participant) -> HttpResponse
 
 def _question_pair(participant: Participant, position: int) -> tuple[Assignment, Assignment | None]:
     """The question at ``position`` and the one after it (for preloading its images), with
-    their match sets, candidates and the participant's question count: two queries."""
+    their match sets and the participant's question count: one query (the candidates come
+    from survey.faces)."""
     pair = list(
         Assignment.objects.filter(participant=participant, position__in=(position, position + 1))
         .select_related("match_set")
@@ -308,8 +309,8 @@ def moved_on(request: HttpRequest, participant: Participant, notice: str = "") -
     return JsonResponse({"next": step_url(participant), "question": shown, "notice": notice})
 
 
-def refused_json(request: HttpRequest, error: services.FlowError, study: Study) -> HttpResponse:
-    """A refusal as JSON for the page's script, as a page otherwise."""
+def refusal_response(request: HttpRequest, error: services.FlowError, study: Study) -> HttpResponse:
+    """A refusal: JSON for the page's script, a page otherwise."""
     if wants_json(request):
         return JsonResponse({"error": error.message}, status=error.status)
     return error_page(request, error, study=study)
@@ -337,12 +338,12 @@ def question(request: HttpRequest, participant: Participant, position: int) -> H
                 confidence=form.cleaned_data["confidence"],
             )
         except services.FlowError as error:
-            return refused_json(request, error, participant.study)
+            return refusal_response(request, error, participant.study)
         return moved_on(request, result.participant)
     if request.method == "POST" and wants_json(request):
         problems = "; ".join(str(e) for errors in form.errors.values() for e in errors)
         error = services.InvalidAnswer(f"The answer was not complete: {problems}")
-        return refused_json(request, error, participant.study)
+        return refusal_response(request, error, participant.study)
     assignment, following = _question_pair(participant, position)
     if request.method == "POST":
         status = 400  # the form is shown again with its errors
