@@ -28,10 +28,15 @@ def step_url(participant: Participant) -> str:
     """The URL of the page the participant should be on now."""
     slug = participant.study.slug
     if participant.step == Step.QUESTIONS:
-        return reverse(
-            "survey:question", kwargs={"slug": slug, "position": participant.current_position}
-        )
+        return question_url(slug, participant.current_position)
     return reverse(URL_NAMES[participant.step], kwargs={"slug": slug})
+
+
+def question_url(slug: str, position: int, total: int | None = None) -> str:
+    """The URL of question ``position``; with ``total``, past the last question the debrief's."""
+    if total is not None and position > total:
+        return reverse(URL_NAMES[Step.DEBRIEF], kwargs={"slug": slug})
+    return reverse("survey:question", kwargs={"slug": slug, "position": position})
 
 
 def progress(participant: Participant, questions: int | None = None) -> tuple[int, int]:

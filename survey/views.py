@@ -21,7 +21,7 @@ from survey.browser import (
     refusal_remember,
 )
 from survey.faces import candidate_faces
-from survey.flow import progress, step_url
+from survey.flow import progress, question_url, step_url
 from survey.forms import AnswerForm, ConsentForm, DemographicsForm
 from survey.models import Assignment, Confidence, Participant, Study
 from survey.ratelimit import RateLimited, entry_rate_check
@@ -265,17 +265,12 @@ def question_payload(
             "label": Confidence(assignment.attention_confidence).label,
         }
     done, steps = progress(participant, total)
-    following_url = (
-        reverse("survey:question", kwargs={"slug": slug, "position": number + 1})
-        if number < total
-        else reverse("survey:debrief", kwargs={"slug": slug})
-    )
     return {
         "number": number,
         "total": total,
         "token": str(assignment.token),
-        "url": reverse("survey:question", kwargs={"slug": slug, "position": number}),
-        "next_url": following_url,
+        "url": question_url(slug, number),
+        "next_url": question_url(slug, number + 1, total),
         "query_image": assignment.match_set.query_image.url,
         "candidates": [
             {"number": n, "rank": rank, "url": by_rank[rank].url}

@@ -363,9 +363,6 @@ def main(argv: list[str] | None = None) -> int:
         f"study {SLUG!r}: {args.per_method} match sets per method from {source} "
         f"(database, migrations and study in {time.monotonic() - started:.1f} s)"
     )
-    front = None
-    if args.proxy == "nginx":
-        env["FVR_SERVE_MEDIA_WHITENOISE"] = "0"  # nginx serves media; gunicorn never sees them
     server = Gunicorn(
         env=env,
         workdir=args.workdir,
@@ -374,7 +371,9 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         worker_class=args.worker_class,
     )
+    front = None
     if args.proxy == "nginx":
+        server.env["FVR_SERVE_MEDIA_WHITENOISE"] = "0"  # nginx serves media; gunicorn never does
         front = Nginx(
             workdir=args.workdir,
             port=free_port(),
