@@ -111,6 +111,11 @@ class Study(models.Model):
     class Meta:
         verbose_name_plural = "studies"
         ordering = ["-created_at"]
+        # Least privilege for staff: viewing a study is not exporting its data or paying people.
+        permissions = [
+            ("export_responses", "Can export study responses and analysis reports"),
+            ("operate_prolific", "Can approve, reject, bonus and return Prolific submissions"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(k__gte=2), name="study_k_at_least_2"),
             models.CheckConstraint(
@@ -210,6 +215,7 @@ class Participant(models.Model):
         NO_CONSENT = "no_consent", "Declined consent"
         FAILED_ATTENTION = "failed_attention", "Failed attention checks"
         RETURNED = "returned", "Returned"
+        TIMED_OUT = "timed_out", "Timed out"
 
     class Step(models.TextChoices):
         CONSENT = "consent", "Consent"
@@ -248,6 +254,23 @@ class Participant(models.Model):
     attention_failures = models.PositiveSmallIntegerField(default=0)
     completion_code = models.CharField(max_length=32, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
+    client_hash = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="Keyed hash of the client's IP address at entry (never the address).",
+    )
+    session_verified_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When Prolific's API confirmed the SESSION_ID as this participant's "
+        "submission to this study; empty: not verified.",
+    )
+    integrity_flags = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Reasons to doubt this participation (e.g. a re-entry under a new ID after "
+        "declining or failing); flagged participants are left out of approval.",
+    )
     entered_at = models.DateTimeField(auto_now_add=True)
     consented_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
