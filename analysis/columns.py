@@ -26,6 +26,9 @@ DURATION_S = "duration_s"  # answered_at - served_at in seconds
 IS_FAST = "is_fast"  # survey's per-question speed flag
 PARTICIPANT_STATUS = "participant_status"  # one of STATUSES
 PARTICIPANT_TOTAL_S = "participant_total_s"  # consent to finish in seconds; NA if unfinished
+# Participant-level integrity columns of the survey's export, read when present (not required):
+PARTICIPANT_FLAGS = "participant_flags"  # integrity flags, ";"-joined ("" when none)
+PARTICIPANT_VERIFIED = "participant_verified"  # Prolific confirmed the SESSION_ID; NA: n/a
 
 EXPORT_COLUMNS: tuple[str, ...] = (
     PARTICIPANT,
@@ -59,12 +62,14 @@ STATUS_COMPLETED = "completed"
 STATUS_NO_CONSENT = "no_consent"
 STATUS_FAILED_ATTENTION = "failed_attention"
 STATUS_RETURNED = "returned"
+STATUS_TIMED_OUT = "timed_out"  # past the study's maximum minutes without finishing
 STATUSES: tuple[str, ...] = (
     STATUS_ACTIVE,
     STATUS_COMPLETED,
     STATUS_NO_CONSENT,
     STATUS_FAILED_ATTENTION,
     STATUS_RETURNED,
+    STATUS_TIMED_OUT,
 )
 
 # Columns that analysis derives (see analysis.outcomes.add_outcomes).

@@ -1,15 +1,26 @@
 """Participant and response exclusions, applied step by step with counts at each step.
 
 Rules are fixed before looking at results (a frozen config recorded with the report) and
-never use accuracy: attention failures, incomplete sessions, fast completion (< a fraction
-of the median total time), the same confidence on every question, duplicate answers.
-Attention items are removed from all analyses; they are not data. The sensitivity variant
-(``ExclusionConfig.include_everyone()``) keeps every participant with responses.
+never use accuracy: attention failures, incomplete sessions, participations whose Prolific
+submission was not verified or that carry integrity flags, fast completion (< a fraction of
+the median total time), the same confidence on every question, duplicate answers. Attention
+items are removed from all analyses; they are not data. The sensitivity variant
+(``ExclusionConfig.sensitivity_variant()``) keeps every participant with responses, except
+those left out for integrity (unverified, flagged), who may not be a study participant at all.
+
+Unverified: where the study ran on Prolific (the export's ``participant_verified`` is true or
+false; it is empty for a study without a Prolific STUDY_ID, such as a demo or pilot), a
+participant whose SESSION_ID Prolific's API did not confirm as their submission to this study
+(``manage.py prolific SLUG verify``) is left out: their answers cannot be tied to a Prolific
+participation. Flagged: ``participant_flags`` names reasons to doubt the participation (e.g.
+a re-entry under a new Prolific ID after declining or failing). Both are on by default; an
+analysis plan may set ``exclude_unverified`` or ``exclude_flagged`` to false.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
 
@@ -25,18 +36,28 @@ class ExclusionConfig:
     exclude_failed_attention: bool = True
     max_attention_failures: int = 2  # Prolific: fail only after two failed checks (5+ min)
     exclude_incomplete: bool = True  # status other than "completed"
+    exclude_unverified: bool = True  # ran on Prolific, SESSION_ID not confirmed by its API
+    exclude_flagged: bool = True  # integrity flags (e.g. a re-entry under a new Prolific ID)
     fast_fraction: float | None = 1 / 3  # total time < fraction × median of completers
     exclude_same_confidence: bool = True  # one confidence value on every question
     min_questions_same_confidence: int = 5  # only judge straight-lining on this many answers
 
     @classmethod
     def include_everyone(cls) -> ExclusionConfig:
-        """Sensitivity variant: every participant with responses is kept."""
+        """Every participant with responses, except unverified and flagged participations."""
         return cls(
             exclude_failed_attention=False,
             exclude_incomplete=False,
             fast_fraction=None,
             exclude_same_confidence=False,
+        )
+
+    def sensitivity_variant(self) -> ExclusionConfig:
+        """The sensitivity analysis: everyone included, with this config's integrity rules."""
+        return replace(
+            self.include_everyone(),
+            exclude_unverified=self.exclude_unverified,
+            exclude_flagged=self.exclude_flagged,
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -114,6 +135,14 @@ def apply_exclusions(df: pd.DataFrame, config: ExclusionConfig) -> ExclusionResu
         who = set(data.loc[data[c.PARTICIPANT_STATUS] != c.STATUS_COMPLETED, c.PARTICIPANT])
         drop_participants("incomplete", "session not completed", who)
 
+    if config.exclude_unverified:
+        who, description = _unverified(data)
+        drop_participants("unverified", description, who)
+
+    if config.exclude_flagged:
+        who, description = _flagged(data)
+        drop_participants("flagged", description, who)
+
     if config.fast_fraction is not None:
         totals = (
             df[df[c.PARTICIPANT_STATUS] == c.STATUS_COMPLETED]
@@ -137,6 +166,28 @@ def apply_exclusions(df: pd.DataFrame, config: ExclusionConfig) -> ExclusionResu
         drop_participants("same_confidence", "same confidence on every question", who)
 
     return ExclusionResult(data=data.reset_index(drop=True), steps=tuple(steps), removed=removed)
+
+
+def _unverified(data: pd.DataFrame) -> tuple[set[str], str]:
+    """Participants whose Prolific submission was not verified, where verification applies."""
+    if c.PARTICIPANT_VERIFIED not in data:
+        return set(), "Prolific verification: not in this export"
+    verified = data[c.PARTICIPANT_VERIFIED].astype("boolean")
+    if verified.isna().all():
+        return set(), "Prolific verification: does not apply (study without a Prolific STUDY_ID)"
+    who = set(data.loc[verified.eq(False).fillna(False).astype(bool), c.PARTICIPANT])
+    return who, "ran on Prolific, SESSION_ID not confirmed as their submission (unverified)"
+
+
+def _flagged(data: pd.DataFrame) -> tuple[set[str], str]:
+    """Participants with integrity flags; the description counts each reason."""
+    if c.PARTICIPANT_FLAGS not in data:
+        return set(), "integrity flags: not in this export"
+    flags = data.groupby(c.PARTICIPANT)[c.PARTICIPANT_FLAGS].first().astype("string").fillna("")
+    flagged = flags[flags.str.strip() != ""]
+    reasons = Counter(reason for text in flagged for reason in text.split(";") if reason.strip())
+    counted = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
+    return set(flagged.index), f"integrity flags ({counted or 'none'})"
 
 
 def _step(rule: str, description: str, before: pd.DataFrame, after: pd.DataFrame) -> ExclusionStep:

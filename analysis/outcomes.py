@@ -24,8 +24,11 @@ def coerce_export(df: pd.DataFrame) -> pd.DataFrame:
     for col in _BOOL_COLUMNS:
         if col in out:
             out[col] = _to_bool(out[col]).fillna(False).astype(bool)
-    if c.ATTENTION_PASSED in out:
-        out[c.ATTENTION_PASSED] = _to_bool(out[c.ATTENTION_PASSED])
+    for col in (c.ATTENTION_PASSED, c.PARTICIPANT_VERIFIED):
+        if col in out:
+            out[col] = _to_bool(out[col])
+    if c.PARTICIPANT_FLAGS in out:
+        out[c.PARTICIPANT_FLAGS] = out[c.PARTICIPANT_FLAGS].astype("string").fillna("").astype(str)
     for col in _INT_COLUMNS:
         if col in out:
             out[col] = pd.to_numeric(out[col]).astype("Int64")

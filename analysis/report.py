@@ -130,7 +130,7 @@ def build_report(
         "power_at_this_n": planned.as_dict(),
     }
     if config.sensitivity:
-        everyone = apply_exclusions(data, ExclusionConfig.include_everyone())
+        everyone = apply_exclusions(data, config.exclusions.sensitivity_variant())
         sens = method_accuracy(
             everyone.data,
             level=config.confidence_level,
@@ -232,7 +232,9 @@ def _document(
     d.add(
         doc.Paragraph(
             "Rules were fixed before analysis and never use accuracy. Attention items are "
-            "removed from all analyses. Counts after each step:"
+            "removed from all analyses. Where the study ran on Prolific, participants whose "
+            "SESSION_ID Prolific did not confirm (unverified) are left out, as are "
+            "participations with integrity flags (flagged). Counts after each step:"
         )
     )
     d.add(doc.Table(summary["exclusions"]))
@@ -318,7 +320,13 @@ def _document(
 
     if "sensitivity" in summary:
         d.add(doc.Heading("Sensitivity: everyone included"))
-        d.add(doc.Table(summary["sensitivity"]["accuracy"], "Accuracy without exclusions."))
+        d.add(
+            doc.Table(
+                summary["sensitivity"]["accuracy"],
+                "Accuracy without exclusions (unverified and flagged participations stay out "
+                "as in the main analysis).",
+            )
+        )
 
     pw = summary["power_at_this_n"]
 

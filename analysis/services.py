@@ -501,7 +501,8 @@ def responses_simulate(
     A method's accuracy is population-averaged (None = pure random picks). Careless
     participants answer at random and fail the attention checks. Entry skips only the
     "study is open" check, so a draft study is piloted without opening it (which would
-    freeze its plan); its rows are not changed.
+    freeze its plan), and takes the made-up SIM IDs as a pilot study would; its rows are
+    not changed.
     """
     if study.status != Study.Status.DRAFT and not study.is_demo and not force:
         raise AnalysisError(
@@ -531,6 +532,7 @@ def responses_simulate(
     careless = {int(i) for i in rng.choice(participants, n_careless, replace=False)}
     entry_study = copy.copy(study)
     entry_study.status = Study.Status.OPEN
+    entry_study.accept_any_ids = True  # SIM… IDs are made up, as a pilot's (rows unchanged)
     started = time.perf_counter()
     completed = failed = answered = 0
     for i in range(participants):
@@ -625,7 +627,7 @@ def _simulated_participant(
         result = flow.response_record(
             participant=p,
             question=a,
-            selected_ranks=picks,
+            selected_photos=[a.photo_number(rank, k) for rank in picks],  # as a page posts
             none_selected=not picks,
             confidence=confidence,
             now=clock,

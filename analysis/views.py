@@ -26,13 +26,20 @@ CONTENT_TYPES = {
 }
 
 
+EXPORT_PERMISSION = "survey.export_responses"
+
+
 class AdminReportMixin:
     """Needs the admin's view permission on AnalysisRun; adds the admin's page context."""
 
     model_admin: admin.ModelAdmin | None = None
+    # Permissions needed on top of the view permission.
+    permission_required: tuple[str, ...] = ()
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not self.model_admin.has_view_permission(request):
+            raise PermissionDenied
+        if not request.user.has_perms(self.permission_required):
             raise PermissionDenied
         return super().dispatch(request, *args, **kwargs)
 
@@ -61,7 +68,11 @@ class StudyReportIndexView(AdminReportMixin, TemplateView):
 
 
 class StudyReportView(AdminReportMixin, TemplateView):
-    """A study's latest report (inline) and a button that runs the analysis now."""
+    """A study's latest report (inline) and a button that runs the analysis now.
+
+    The page itself shows only what the run records hold (counts, hashes, dates); the report's
+    files, the inline report.html included, are exports and need the export permission.
+    """
 
     template_name = "analysis/study_report.html"
 
@@ -76,9 +87,12 @@ class StudyReportView(AdminReportMixin, TemplateView):
             "latest_html": latest.report_file("report.html") if latest else None,
             "earlier": runs[1:],
             "can_run": self.can_run(),
+            "can_export": self.request.user.has_perm(EXPORT_PERMISSION),
         }
 
     def can_run(self) -> bool:
+        # Running writes the report on the server and shows nobody its files (RunFileView
+        # needs the export permission), so the add permission alone is enough.
         return self.request.user.has_perm("analysis.add_analysisrun")
 
     def post(self, request: HttpRequest, slug: str) -> HttpResponse:
@@ -106,6 +120,8 @@ class StudyReportView(AdminReportMixin, TemplateView):
 @method_decorator(xframe_options_sameorigin, name="dispatch")
 class RunFileView(AdminReportMixin, View):
     """One file of a run's report folder (report.html is shown inline, framed by the page)."""
+
+    permission_required = (EXPORT_PERMISSION,)
 
     def get(self, request: HttpRequest, pk: int, name: str) -> FileResponse:
         run = get_object_or_404(AnalysisRun, pk=pk)

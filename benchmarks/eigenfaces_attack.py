@@ -30,6 +30,7 @@ import argparse
 import hashlib
 import json
 import os
+import secrets
 import sys
 import time
 from dataclasses import dataclass
@@ -485,6 +486,9 @@ if __name__ == "__main__":
     if "--bundle" not in sys.argv:  # a bundle run needs no Django (nor the project's deps)
         import django
 
+        # With DEBUG off the settings refuse to start without keys: random ones for this run.
+        for name in ("DJANGO_SECRET_KEY", "FVR_PSEUDONYM_KEY"):
+            os.environ.setdefault(name, secrets.token_urlsafe(50))
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
         django.setup()
     sys.exit(main())

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -124,6 +125,9 @@ def main() -> None:
     os.environ["FVR_VAR_DIR"] = str(workdir)
     os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'db.sqlite3'}"
     os.environ["DJANGO_MEDIA_ROOT"] = str(workdir / "media")
+    # With DEBUG off the settings refuse to start without keys: random ones for this run.
+    for name in ("DJANGO_SECRET_KEY", "FVR_PSEUDONYM_KEY"):
+        os.environ.setdefault(name, secrets.token_urlsafe(50))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
     import torch

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -33,6 +34,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fvr-import-") as scratch:
         os.environ["DATABASE_URL"] = f"sqlite:///{scratch}/db.sqlite3"
         os.environ["DJANGO_MEDIA_ROOT"] = f"{scratch}/media"
+        # With DEBUG off the settings refuse to start without keys: random ones for this run.
+        for name in ("DJANGO_SECRET_KEY", "FVR_PSEUDONYM_KEY"):
+            os.environ.setdefault(name, secrets.token_urlsafe(50))
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
         sys.path.insert(0, str(ROOT))
         import django

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,9 @@ def setup_django(workdir: Path) -> None:
     os.environ["FVR_VAR_DIR"] = str(workdir)
     os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'db.sqlite3'}"
     os.environ["DJANGO_MEDIA_ROOT"] = str(workdir / "media")
+    # With DEBUG off the settings refuse to start without keys: random ones for this run.
+    for name in ("DJANGO_SECRET_KEY", "FVR_PSEUDONYM_KEY"):
+        os.environ.setdefault(name, secrets.token_urlsafe(50))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 

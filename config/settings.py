@@ -1,6 +1,8 @@
 """fvr-study settings: one file, driven by the environment (see .env.example)."""
 
 import os
+import secrets
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -22,12 +24,83 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+# Keys that ship with fvr-study, in this file's history, .env.example, deploy/ and the docs: set
+# as a key, any of them would let whoever reads the repository sign cookies or recompute
+# pseudonyms. tests/test_settings.py collects the repository's values and checks each is refused.
+SHIPPED_KEYS = frozenset(
+    {
+        "insecure-development-key-set-DJANGO_SECRET_KEY-in-production",
+        "<50+ random characters>",
+        "replace-with-50-random-characters",
+    }
+)
+_KEY_HOWTO = (
+    'generate one with `python -c "import secrets; print(secrets.token_urlsafe(50))"` and keep '
+    "it out of the repository"
+)
+
+
+def key_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a key, or None: Django's own rule (check --deploy's W009) for a
+    random secret key, and none of the values that ship with fvr-study."""
+    if not value:
+        return "is empty"
+    if value in SHIPPED_KEYS or value.startswith(("django-insecure-", "insecure-")):
+        return "is a placeholder that ships with fvr-study, so anyone can read it"
+    if len(value) < 50 or len(set(value)) < 5:
+        return "is too short to be random (50 characters or more, 5 or more distinct, are needed)"
+    return None
+
+
+def env_key(name: str, *, generate: bool) -> str:
+    """A key from the environment; unset with ``generate``, the one kept in VAR_DIR."""
+    value = os.environ.get(name, "")
+    if not value and generate:
+        return development_key(name)
+    problem = key_problem(value)
+    if problem:
+        demo = " A local demo (DJANGO_DEBUG=1, not production) makes one in FVR_VAR_DIR."
+        demo = "" if value else demo
+        raise ImproperlyConfigured(
+            f"{name} {problem}. Set it to a random value: {_KEY_HOWTO}.{demo}"
+        )
+    return value
+
+
+def development_key(name: str) -> str:
+    """A random key made on first use and kept in VAR_DIR/<name lower-cased> (mode 0600): the
+    local demo's key belongs to this checkout, never to the repository."""
+    path = VAR_DIR / f"dev-{name.lower().replace('_', '-')}"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        # Written whole under a temporary name (mkstemp: mode 0600), then linked into place, which
+        # fails if another process got there first: every process reads the same key.
+        handle, temporary = tempfile.mkstemp(dir=VAR_DIR, prefix=f".{path.name}-")
+        with os.fdopen(handle, "w") as file:
+            file.write(secrets.token_urlsafe(50) + "\n")
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            Path(temporary).unlink()
+    value = path.read_text().strip()
+    problem = key_problem(value)
+    if problem:
+        raise ImproperlyConfigured(f"{path} {problem}: delete it and a new key is made.")
+    return value
+
+
 DEBUG = env_bool("DJANGO_DEBUG")
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
-if not SECRET_KEY:
-    if env_bool("DJANGO_PRODUCTION"):
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_PRODUCTION=1.")
-    SECRET_KEY = "insecure-development-key-set-DJANGO_SECRET_KEY-in-production"
+PRODUCTION = env_bool("DJANGO_PRODUCTION")
+VAR_DIR = Path(os.environ.get("FVR_VAR_DIR", BASE_DIR / "var"))
+# Signs sessions, CSRF tokens and the participant cookie (survey/browser.py). Required with DEBUG
+# off, whatever DJANGO_PRODUCTION says; with DEBUG on and unset, made once in VAR_DIR.
+SECRET_KEY = env_key("DJANGO_SECRET_KEY", generate=DEBUG and not PRODUCTION)
+# Keys participant pseudonyms (survey.models.pseudonymise) and the rate limit's IP hashes
+# (survey/ratelimit.py). Never derived from SECRET_KEY, so rotating that one leaves every
+# pseudonym as it was; kept in a file of its own in development.
+FVR_PSEUDONYM_KEY = env_key("FVR_PSEUDONYM_KEY", generate=DEBUG and not PRODUCTION)
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
@@ -41,6 +114,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our static files, never from a CDN
     "django_tasks",
     "django_tasks_db",
     "survey",
@@ -86,7 +160,6 @@ TEMPLATES = [
     },
 ]
 
-VAR_DIR = Path(os.environ.get("FVR_VAR_DIR", BASE_DIR / "var"))
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
@@ -127,7 +200,8 @@ FVR_SERVE_MEDIA = env_bool("FVR_SERVE_MEDIA", DEBUG)
 FVR_SERVE_MEDIA_WHITENOISE = env_bool("FVR_SERVE_MEDIA_WHITENOISE")
 
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Local disk; URLs of files other than study images lead to the staff-only view.
+    "default": {"BACKEND": "config.media.MediaStorage"},
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -154,7 +228,6 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
 
 # Production hardening (HTTPS-only cookies, redirects, HSTS): on with DJANGO_PRODUCTION=1.
-PRODUCTION = env_bool("DJANGO_PRODUCTION")
 SECURE = env_bool("DJANGO_SECURE", PRODUCTION)
 SESSION_COOKIE_SECURE = SECURE
 CSRF_COOKIE_SECURE = SECURE
@@ -182,6 +255,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Participant answers and staff-only exports.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {
@@ -215,8 +291,6 @@ DEFAULT_EXCEPTION_REPORTER = "survey.redaction.ProlificSafeExceptionReporter"
 DEFAULT_EXCEPTION_REPORTER_FILTER = "survey.redaction.ProlificSafeExceptionReporterFilter"
 
 # fvr-study's own settings.
-# Key for participant pseudonyms (HMAC of the Prolific ID); defaults to SECRET_KEY.
-FVR_PSEUDONYM_KEY = os.environ.get("FVR_PSEUDONYM_KEY", SECRET_KEY)
 # Where Prolific sends participants back to when they finish.
 FVR_PROLIFIC_COMPLETE_URL = os.environ.get(
     "FVR_PROLIFIC_COMPLETE_URL", "https://app.prolific.com/submissions/complete"
@@ -244,3 +318,26 @@ except ValueError as error:
     raise ImproperlyConfigured("FVR_RETENTION_DAYS must be a whole number of days.") from error
 if FVR_RETENTION_DAYS < 1:
     raise ImproperlyConfigured("FVR_RETENTION_DAYS must be at least 1 day.")
+
+# Admin login: failed attempts per username, and per client network, shared by all workers
+# through the database (survey/adminlogin.py); over either, attempts are refused unchecked.
+FVR_ADMIN_LOGIN_RATE = os.environ.get("FVR_ADMIN_LOGIN_RATE") or "5/15m"
+FVR_ADMIN_LOGIN_NETWORK_RATE = os.environ.get("FVR_ADMIN_LOGIN_NETWORK_RATE") or "30/15m"
+
+
+# Study integrity (issue 15; see DATA_PROTECTION.md): the largest Prolific bonus the tools pay
+# (pence/cents), and how many refused-request rows are kept per participant and, for refusals
+# before admission, per study and hour (beyond them, refusals are only logged, rate-limited).
+def _env_positive_int(name: str, default: int) -> int:
+    try:
+        value = int(os.environ.get(name) or default)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name} must be a whole number.") from error
+    if value < 1:
+        raise ImproperlyConfigured(f"{name} must be at least 1.")
+    return value
+
+
+FVR_MAX_BONUS_PENCE = _env_positive_int("FVR_MAX_BONUS_PENCE", 1000)
+FVR_REFUSALS_PER_PARTICIPANT = _env_positive_int("FVR_REFUSALS_PER_PARTICIPANT", 100)
+FVR_ANONYMOUS_REFUSALS_PER_HOUR = _env_positive_int("FVR_ANONYMOUS_REFUSALS_PER_HOUR", 100)

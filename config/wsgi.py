@@ -1,8 +1,10 @@
 """WSGI entry point (gunicorn config.wsgi).
 
 With FVR_SERVE_MEDIA_WHITENOISE=1 and local media storage, question images are served by
-`MediaFiles` in front of Django: no view, no session, no database query per image. S3 storage
-serves its own (presigned) URLs and needs none of this.
+`MediaFiles` in front of Django: no view, no session, no database query per image. Only the
+public study images (config.media.PUBLIC_MEDIA_DIR): dataset crops, reconstructions and weights
+are never served here (staff see them through config.media.staff_media). S3 storage serves its
+own (presigned) URLs and needs none of this.
 """
 
 import os
@@ -30,7 +32,8 @@ def media_headers(headers: Headers, path: str, url: str) -> None:
 
 
 class MediaFiles(WhiteNoise):
-    """WhiteNoise for MEDIA_ROOT, which also finds files uploaded after the server started.
+    """WhiteNoise for a media folder (`with_media`: the public study images under ``root``),
+    which also finds files uploaded after the server started.
 
     WhiteNoise indexes its folders once, at start-up; match sets are imported while the server
     runs. A URL under the media prefix that is not indexed yet is looked up on disk with
@@ -75,12 +78,21 @@ class MediaFiles(WhiteNoise):
 
 
 def with_media(app: object) -> object:
-    """Wrap `app` in `MediaFiles` when settings ask for it and media is on local disk."""
+    """Wrap `app` in `MediaFiles` for the public study images, when settings ask for it and
+    media is on local disk."""
     from django.conf import settings
+    from django.core.files.storage import FileSystemStorage
+    from django.utils.module_loading import import_string
 
-    local = settings.STORAGES["default"]["BACKEND"].endswith("FileSystemStorage")
+    from config.media import PUBLIC_MEDIA_DIR
+
+    local = issubclass(import_string(settings.STORAGES["default"]["BACKEND"]), FileSystemStorage)
     if settings.FVR_SERVE_MEDIA_WHITENOISE and local and settings.MEDIA_URL.startswith("/"):
-        return MediaFiles(app, root=settings.MEDIA_ROOT, prefix=settings.MEDIA_URL)
+        return MediaFiles(
+            app,
+            root=Path(settings.MEDIA_ROOT) / PUBLIC_MEDIA_DIR,
+            prefix=f"{ensure_leading_trailing_slash(settings.MEDIA_URL)}{PUBLIC_MEDIA_DIR}/",
+        )
     return app
 
 

@@ -1,6 +1,7 @@
 """Admin for imported face datasets: browse identities and aligned crops; data is read-only."""
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -23,7 +24,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 def thumbnail(field_file: object, size: int = 56) -> str:
-    """An <img> preview of an image field, or a dash."""
+    """An <img> preview of an image field, or a dash. Crops and reconstructions are never public:
+    their URL is the staff-only media view's (config.media.MediaStorage)."""
     if not field_file:
         return "—"
     return format_html('<img src="{}" width="{}" height="{}" alt="">', field_file.url, size, size)
@@ -46,8 +48,16 @@ class FaceDatasetAdmin(ReadOnlyAdmin):
             *super().get_urls(),
         ]
 
+    def has_launch_jobs_permission(self, request: HttpRequest) -> bool:
+        """Jobs spend GPU hours and write models: a permission of its own (FaceDataset.Meta)."""
+        return request.user.has_perm("reconstruction.launch_jobs")
+
     def jobs_view(self, request: HttpRequest) -> HttpResponse:
-        """Enqueue a long job (embedding, fitting, training, reconstruction, Metric 1)."""
+        """Enqueue a long job (embedding, fitting, training, reconstruction, Metric 1).
+
+        Staff who may view datasets see the queue; only those who may launch jobs get the form,
+        and a POST from anyone else is refused before the form is read.
+        """
         from django_tasks_db.models import DBTaskResult
 
         from reconstruction.services import JobError, job_enqueue
@@ -55,6 +65,9 @@ class FaceDatasetAdmin(ReadOnlyAdmin):
 
         if not request.user.has_perm("reconstruction.view_facedataset"):
             return redirect("admin:index")
+        can_launch = self.has_launch_jobs_permission(request)
+        if request.method == "POST" and not can_launch:
+            raise PermissionDenied
         form = JobLaunchForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = dict(form.cleaned_data)
@@ -73,7 +86,7 @@ class FaceDatasetAdmin(ReadOnlyAdmin):
         context = {
             **self.admin_site.each_context(request),
             "title": "Reconstruction jobs",
-            "form": form,
+            "form": form if can_launch else None,
             "recent": recent,
             "queue": QUEUE,
             "results_url": reverse("admin:django_tasks_database_dbtaskresult_changelist"),

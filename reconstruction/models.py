@@ -28,6 +28,10 @@ class FaceDataset(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Enqueuing jobs spends GPU hours and writes models: more than viewing the datasets.
+        permissions = [
+            ("launch_jobs", "Can launch reconstruction jobs (embedding, training, Metric 1)")
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from survey import dashboard, prolific
+from survey.adminlogin import ThrottledAdminLoginForm
 from survey.dataprotection import actor_of, exports_audit
 from survey.exports import csv_lines, responses_long
 from survey.models import (
@@ -29,11 +30,18 @@ from survey.models import (
     Study,
     pseudonymise,
 )
-from survey.services import FlowError, study_set_status
+from survey.services import (
+    REENTRY_SAME_BROWSER,
+    REENTRY_SAME_NETWORK,
+    FlowError,
+    study_set_status,
+)
 
 admin.site.site_header = "fvr-study"
 admin.site.site_title = "fvr-study admin"
 admin.site.index_title = "Studies, match sets and participants"
+# Failed passwords are limited per account and per network (survey/adminlogin.py).
+admin.site.login_form = ThrottledAdminLoginForm
 
 Status = Participant.Status
 PROLIFIC_PARAMETERS = ["PROLIFIC_PID", "STUDY_ID", "SESSION_ID"]
@@ -280,7 +288,14 @@ class StudyAdmin(admin.ModelAdmin):
     def close_studies(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._set_status(request, queryset, Study.Status.CLOSED)
 
-    @admin.action(description="Download responses of selected studies (CSV)")
+    def has_export_responses_permission(self, request: HttpRequest) -> bool:
+        """Exports take participant data away: a permission of its own (Study.Meta)."""
+        return request.user.has_perm("survey.export_responses")
+
+    @admin.action(
+        description="Download responses of selected studies (CSV)",
+        permissions=["export_responses"],
+    )
     def download_responses_csv(
         self, request: HttpRequest, queryset: QuerySet
     ) -> StreamingHttpResponse:
@@ -418,6 +433,32 @@ class ResponseInline(admin.TabularInline):
         return False
 
 
+class IntegrityFlagFilter(admin.SimpleListFilter):
+    """Participants by integrity flag (survey.services: re-entry under a new PID)."""
+
+    title = "integrity flags"
+    parameter_name = "flag"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple]:
+        return [
+            ("any", "Flagged"),
+            ("none", "Not flagged"),
+            (REENTRY_SAME_BROWSER, "Re-entry from the same browser"),
+            (REENTRY_SAME_NETWORK, "Re-entry from the same network"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value == "any":
+            return queryset.exclude(integrity_flags=[])
+        if value == "none":
+            return queryset.filter(integrity_flags=[])
+        if value in (REENTRY_SAME_BROWSER, REENTRY_SAME_NETWORK):
+            # JSON `contains` is not available on SQLite; no reason is part of another.
+            return queryset.filter(integrity_flags__icontains=value)
+        return queryset
+
+
 @admin.register(Participant)
 class ParticipantAdmin(ReadOnlyAdmin):
     # The raw Prolific ID is only on the detail page (for Prolific support), never in lists.
@@ -432,13 +473,23 @@ class ParticipantAdmin(ReadOnlyAdmin):
         "age_group",
         "entered_at",
         "finished_at",
+        "flags",
     ]
-    list_filter = ["study", "status", "step", "gender", "age_group"]
+    list_filter = ["study", "status", IntegrityFlagFilter, "step", "gender", "age_group"]
     list_select_related = ["study"]
     search_fields = ["pseudonym"]
     search_help_text = "Pseudonym, or a Prolific ID (matched through its pseudonym)."
     inlines = [ResponseInline]
-    actions = ["prolific_approve", "prolific_reject_failed_check", "prolific_request_return"]
+    actions = [
+        "prolific_verify",
+        "prolific_approve",
+        "prolific_reject_failed_check",
+        "prolific_request_return",
+    ]
+
+    def has_operate_prolific_permission(self, request: HttpRequest) -> bool:
+        """Approving, rejecting, paying and returning act on people: a permission of its own."""
+        return request.user.has_perm("survey.operate_prolific")
 
     def _prolific(self, request: HttpRequest, operation: Callable[[], str]) -> None:
         """Run a Prolific operation and report its outcome (or Prolific's error) to the user."""
@@ -447,23 +498,49 @@ class ParticipantAdmin(ReadOnlyAdmin):
         except prolific.ProlificError as error:
             self.message_user(request, error.message, messages.ERROR)
 
-    @admin.action(description="Prolific: approve selected (completed) submissions")
-    def prolific_approve(self, request: HttpRequest, queryset: QuerySet) -> None:
+    @admin.action(
+        description="Prolific: verify selected participants' SESSION_IDs",
+        permissions=["operate_prolific"],
+    )
+    def prolific_verify(self, request: HttpRequest, queryset: QuerySet) -> None:
         def run() -> str:
-            done = 0
+            results = []
             for study in Study.objects.filter(participants__in=queryset).distinct():
-                done += len(
-                    prolific.submissions_approve(
-                        study=study,
-                        participants=queryset.filter(study=study),
-                        actor=actor_of(request.user),
-                    )
+                results += prolific.submissions_verify(
+                    study=study,
+                    participants=queryset.filter(study=study).select_related("study"),
+                    actor=actor_of(request.user),
                 )
-            return f"Asked Prolific to approve {done} submission(s)."
+            bad = [
+                f"{r.participant.pseudonym} ({'; '.join(r.problems)})" for r in results if not r.ok
+            ]
+            text = f"Verified {len(results) - len(bad)} participant(s) with Prolific."
+            return text + (f" Not verified: {', '.join(bad)}." if bad else "")
 
         self._prolific(request, run)
 
-    @admin.action(description="Prolific: reject selected as FAILED_CHECK (failed attention)")
+    @admin.action(
+        description="Prolific: approve selected (completed) submissions",
+        permissions=["operate_prolific"],
+    )
+    def prolific_approve(self, request: HttpRequest, queryset: QuerySet) -> None:
+        def run() -> str:
+            # Per study: how many were approved, and who was left out (unverified, flagged).
+            return " ".join(
+                prolific.submissions_approve(
+                    study=study,
+                    participants=queryset.filter(study=study),
+                    actor=actor_of(request.user),
+                ).summary()
+                for study in Study.objects.filter(participants__in=queryset).distinct()
+            )
+
+        self._prolific(request, run)
+
+    @admin.action(
+        description="Prolific: reject selected as FAILED_CHECK (failed attention)",
+        permissions=["operate_prolific"],
+    )
     def prolific_reject_failed_check(self, request: HttpRequest, queryset: QuerySet) -> None:
         def run() -> str:
             chosen = list(queryset)
@@ -484,7 +561,10 @@ class ParticipantAdmin(ReadOnlyAdmin):
 
         self._prolific(request, run)
 
-    @admin.action(description="Prolific: ask selected (declined consent) to return")
+    @admin.action(
+        description="Prolific: ask selected (declined consent) to return",
+        permissions=["operate_prolific"],
+    )
     def prolific_request_return(self, request: HttpRequest, queryset: QuerySet) -> None:
         def run() -> str:
             chosen = list(queryset)
@@ -508,6 +588,10 @@ class ParticipantAdmin(ReadOnlyAdmin):
         if term:
             results |= queryset.filter(pseudonym=pseudonymise(term))
         return results, may_have_duplicates
+
+    @admin.display(description="integrity flags")
+    def flags(self, obj: Participant) -> str:
+        return ", ".join(obj.integrity_flags) or "—"
 
 
 @admin.register(Assignment)

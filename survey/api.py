@@ -34,7 +34,9 @@ SLUG = OpenApiParameter(
 )
 NO_STUDY = OpenApiResponse(description="No study with this slug")
 NOT_PARTICIPANT = OpenApiResponse(description="No participant of this study is signed in")
-NOT_STAFF = OpenApiResponse(description="Staff login required")
+NOT_EXPORTER = OpenApiResponse(
+    description="Staff login with the permission to export responses required"
+)
 
 
 class FlowRefused(APIException):
@@ -146,7 +148,7 @@ class AnswerCreateApi(APIView):
             result = services.response_record(
                 participant=self.participant,
                 question=str(data["question"]),
-                selected_ranks=data["selected_ranks"],
+                selected_photos=data["selected_photos"],
                 none_selected=data["none_of_these"],
                 confidence=data["confidence"],
             )
@@ -161,12 +163,24 @@ class AnswerCreateApi(APIView):
         return ApiResponse(AnswerOutputSerializer(out).data, status=code)
 
 
+class CanExportResponses(permissions.BasePermission):
+    """Staff with `survey.export_responses`: viewing a study is not taking its data away."""
+
+    message = "Exporting responses needs a staff login with the permission to export them."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        return bool(user and user.is_staff and user.has_perm("survey.export_responses"))
+
+
 class ResponseExportApi(APIView):
-    """Staff only: every response of a study in long format (JSON)."""
+    """Staff who may export: every response of a study in long format (JSON)."""
+
+    permission_classes = [CanExportResponses]
 
     @extend_schema(
         parameters=[SLUG],
-        responses={200: LongRowSerializer(many=True), 403: NOT_STAFF, 404: NO_STUDY},
+        responses={200: LongRowSerializer(many=True), 403: NOT_EXPORTER, 404: NO_STUDY},
         summary="Long export (JSON)",
     )
     def get(self, request: Request, slug: str) -> ApiResponse:
@@ -176,13 +190,15 @@ class ResponseExportApi(APIView):
 
 
 class ResponseCsvExportApi(APIView):
-    """Staff only: every response of a study in long format (CSV download)."""
+    """Staff who may export: every response of a study in long format (CSV download)."""
+
+    permission_classes = [CanExportResponses]
 
     @extend_schema(
         parameters=[SLUG],
         responses={
             (200, "text/csv"): OpenApiResponse(description="Long-format CSV"),
-            403: NOT_STAFF,
+            403: NOT_EXPORTER,
             404: NO_STUDY,
         },
         summary="Long export (CSV)",

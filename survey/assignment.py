@@ -17,6 +17,7 @@ Two designs, chosen from the match sets themselves:
 import hashlib
 import random
 from collections import defaultdict
+from datetime import datetime
 
 from django.db.models import Count, Q
 
@@ -27,9 +28,11 @@ class DesignError(Exception):
     """The study's match sets cannot fill a participant's questions."""
 
 
-def match_sets_with_counts(study: Study) -> list[MatchSet]:
-    """The study's match sets, each annotated with `answered_by` (counted participants)."""
-    counted = Participant.objects.filter(study=study).counted_for_balance()
+def match_sets_with_counts(study: Study, *, now: datetime | None = None) -> list[MatchSet]:
+    """The study's match sets, each annotated with `answered_by`: the participants assigned it
+    who count for balance (completed, or active within the study's maximum minutes; those who
+    declined, failed, returned or ran out of time leave their match sets to others)."""
+    counted = Participant.objects.filter(study=study).counted_for_balance(now=now)
     return list(
         MatchSet.objects.filter(study=study).annotate(
             answered_by=Count(

@@ -32,9 +32,11 @@ rounded and clipped to 1–5 (a drawn option that is not the best gives a low ra
 
 Because the draw is a known categorical distribution, the probability that the bot selects a
 true match on a question is P(correct) = sum of p_i over the true candidates: every answer
-record keeps p_i per rank, so the observer's expected accuracy per method is computed from
-the model alone (``observer_expected_accuracy``) and compared with what ``analyze_study``
-estimates from the stored responses.
+record keeps p_i per photo number (the bot sees photos, never ranks; the truth and the
+display order are read from the database afterwards, as the researcher has them), so the
+observer's expected accuracy per method is computed from the model alone
+(``observer_expected_accuracy``) and compared with what ``analyze_study`` estimates from the
+stored responses.
 
 Careless bots (a ``careless`` fraction, chosen at random) never read: they pick one photo or
 "none" uniformly and a uniform confidence, and on attention checks they answer anything but
@@ -66,8 +68,11 @@ import requests
 
 RANDOM_OBSERVER = "random"
 DEFAULT_OBSERVER = "dlib-resnet"
-BOT_PREFIX = "BOT"
-BOT_STUDY_ID = "BOTSTUDY01"
+# Bots' IDs have Prolific's format (24 hexadecimal characters), so that they pass the same
+# check as real ones: PIDs start "b07" ("bot"), their SESSION_IDs "5e5" ("ses").
+BOT_PREFIX = "b07"
+BOT_SESSION_PREFIX = "5e5"
+BOT_STUDY_ID = "b07" + "0" * 21
 USER_AGENT = "fvr-study-bot/1 (survey.bots)"
 DLIB_CHIP_PADDING = 0.25  # as reconstruction.embedding: the framing dlib-resnet was trained on
 CONFIDENCE_LEVELS = 5
@@ -90,22 +95,23 @@ class ObserverParams:
 
 @dataclass(frozen=True)
 class Decision:
-    """One answer: picks (ranks; empty = none of these), confidence, and the draw's law."""
+    """One answer: picks (photo numbers as shown; empty = none of these), confidence, and the
+    draw's law."""
 
     selected: list[int]
     confidence: int
-    probabilities: dict[int, float]  # rank -> P(this rank is the pick)
+    probabilities: dict[int, float]  # photo number -> P(this photo is the pick)
     p_none: float
-    scores: dict[int, float] = field(default_factory=dict)  # rank -> cosine, if any
+    scores: dict[int, float] = field(default_factory=dict)  # photo number -> cosine, if any
 
 
 def softmax_decide(
     *, scores: dict[int, float], params: ObserverParams, rng: random.Random
 ) -> Decision:
-    """The observer's noisy decision rule on cosine scores by rank."""
-    ranks = list(scores)
-    options = [*ranks, None]
-    values = [scores[r] for r in ranks] + [params.none_threshold]
+    """The observer's noisy decision rule on cosine scores by photo number."""
+    photos = list(scores)
+    options = [*photos, None]
+    values = [scores[n] for n in photos] + [params.none_threshold]
     top = max(values)
     weights = [math.exp((v - top) / params.temperature) for v in values]
     total = sum(weights)
@@ -119,21 +125,21 @@ def softmax_decide(
     return Decision(
         selected=[] if picked is None else [picked],
         confidence=confidence,
-        probabilities=dict(zip(ranks, probs, strict=False)),
+        probabilities=dict(zip(photos, probs, strict=False)),
         p_none=probs[-1],
         scores=dict(scores),
     )
 
 
-def uniform_decide(*, ranks: list[int], rng: random.Random) -> Decision:
+def uniform_decide(*, photos: list[int], rng: random.Random) -> Decision:
     """One photo or "none" with equal chances, and a uniform confidence."""
-    options = [*ranks, None]
+    options = [*photos, None]
     picked = rng.choice(options)
     share = 1 / len(options)
     return Decision(
         selected=[] if picked is None else [picked],
         confidence=rng.randint(1, CONFIDENCE_LEVELS),
-        probabilities=dict.fromkeys(ranks, share),
+        probabilities=dict.fromkeys(photos, share),
         p_none=share,
     )
 
@@ -231,11 +237,11 @@ class Observer:
     ) -> Decision:
         """Decide on a question whose images are at these URLs (`load` fetches one)."""
         if self.cache is None:
-            return uniform_decide(ranks=list(candidates), rng=rng)
+            return uniform_decide(photos=list(candidates), rng=rng)
         q = self.cache.vector(query, lambda: load(query))
         scores = {
-            rank: float(q @ self.cache.vector(url, lambda url=url: load(url)))
-            for rank, url in candidates.items()
+            photo: float(q @ self.cache.vector(url, lambda url=url: load(url)))
+            for photo, url in candidates.items()
         }
         return softmax_decide(scores=scores, params=self.params, rng=rng)
 
@@ -267,12 +273,12 @@ class PageParser(HTMLParser):
         self.inputs: list[dict[str, str]] = []
         self.label_text: dict[str, str] = {}  # label for= -> its text
         self.query_image: str | None = None
-        self.candidates: list[tuple[int, str]] = []  # (rank, image URL) in display order
+        self.candidates: list[tuple[int, str]] = []  # (photo number, image URL) as shown
         self.texts: dict[str, str] = {}  # id -> text of elements with these ids
         self._stack: list[tuple[str, dict[str, str]]] = []
         self._label_for: str | None = None
         self._label_buffer: list[str] = []
-        self._candidate_rank: int | None = None
+        self._candidate_photo: int | None = None
         self._watched = {"attention", "completion-code"}
         self._buffers: dict[str, list[str]] = {}
 
@@ -284,12 +290,12 @@ class PageParser(HTMLParser):
         if tag == "input":
             self.inputs.append(a)
             if self._inside("label", "candidate") and a.get("name") == "selected":
-                self._candidate_rank = int(a["value"])
+                self._candidate_photo = int(a["value"])
         elif tag == "img":
             if self._inside("figure", "query"):
                 self.query_image = a.get("src")
-            elif self._inside("label", "candidate") and self._candidate_rank is not None:
-                self.candidates.append((self._candidate_rank, a.get("src", "")))
+            elif self._inside("label", "candidate") and self._candidate_photo is not None:
+                self.candidates.append((self._candidate_photo, a.get("src", "")))
         if tag in VOID_TAGS:
             return
         self._stack.append((tag, a))
@@ -307,7 +313,7 @@ class PageParser(HTMLParser):
                 if self._label_for:
                     self.label_text[self._label_for] = " ".join("".join(self._label_buffer).split())
                 self._label_for = None
-                self._candidate_rank = None
+                self._candidate_photo = None
             if open_tag == tag:
                 break
 
@@ -344,7 +350,7 @@ class AnswerRecord:
     position: int
     token: str
     attention_check: bool
-    shown: list[int]  # candidate ranks in display order
+    shown: list[int]  # the photo numbers (checkbox values) in display order
     selected: list[int]
     none_selected: bool
     confidence: int
@@ -465,7 +471,7 @@ class Bot:
         params = {
             "PROLIFIC_PID": self.result.pid,
             "STUDY_ID": self.study_id,
-            "SESSION_ID": f"{self.result.pid}S",
+            "SESSION_ID": bot_session_id(self.result.pid),
         }
         response = self._follow(
             self._request("GET", f"{self.base}/s/{self.slug}/?{urlencode(params)}")
@@ -507,10 +513,10 @@ class Bot:
     ) -> requests.Response | None:
         if not page.candidates or page.query_image is None:
             raise BotError(f"question {position}: no images found on the page")
-        shown = [rank for rank, _ in page.candidates]
+        shown = [photo for photo, _ in page.candidates]
         instruction = page.texts.get("attention")
         query = urljoin(response.url, page.query_image)
-        images = {rank: urljoin(response.url, src) for rank, src in page.candidates}
+        images = {photo: urljoin(response.url, src) for photo, src in page.candidates}
         loaded: dict[str, bytes] = {}
         if self.every_image:
             # Like a browser: every image on the page is loaded, looked at or not.
@@ -518,7 +524,7 @@ class Bot:
                 loaded[url] = self._image(url)
         load = lambda url: loaded[url] if url in loaded else self._image(url)  # noqa: E731
         if self.result.careless:
-            decision = uniform_decide(ranks=shown, rng=self.rng)
+            decision = uniform_decide(photos=shown, rng=self.rng)
             if instruction:
                 decision = self._ignore(instruction, page, shown, decision)
         elif instruction:
@@ -560,9 +566,9 @@ class Bot:
         ]
         if not values or not 1 <= photo <= len(shown):
             raise BotError(f"the attention instruction names no option on the page: {label!r}")
-        rank = shown[photo - 1]
+        value = shown[photo - 1]  # the checkbox of "Photo N"
         return Decision(
-            selected=[rank], confidence=values[0], probabilities={rank: 1.0}, p_none=0.0
+            selected=[value], confidence=values[0], probabilities={value: 1.0}, p_none=0.0
         )
 
     def _ignore(
@@ -570,7 +576,7 @@ class Bot:
     ) -> Decision:
         asked = self._instructed(instruction, page, shown)
         while (decision.selected, decision.confidence) == (asked.selected, asked.confidence):
-            decision = uniform_decide(ranks=shown, rng=self.rng)
+            decision = uniform_decide(photos=shown, rng=self.rng)
         return decision
 
 
@@ -609,7 +615,7 @@ class PilotRun:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PilotRun:
-        """Read back `as_dict()` after a JSON round trip (rank keys become ints again)."""
+        """Read back `as_dict()` after a JSON round trip (photo-number keys become ints again)."""
         results = []
         for r in data["results"]:
             answers = [
@@ -624,6 +630,11 @@ class PilotRun:
             ]
             results.append(BotResult(**{**r, "answers": answers}))
         return cls(**{**data, "params": ObserverParams(**data["params"]), "results": results})
+
+
+def bot_session_id(pid: str) -> str:
+    """The bot's SESSION_ID: its PID with the session prefix (unique as the PIDs are)."""
+    return BOT_SESSION_PREFIX + pid[len(BOT_PREFIX) :]
 
 
 def bots_run(
@@ -651,12 +662,12 @@ def bots_run(
         raise BotError("--careless is a fraction between 0 and 1.")
     rng = random.Random(seed)
     careless_bots = set(rng.sample(range(n), round(careless * n)))
-    run_tag = uuid.uuid4().hex[:8].upper()  # fresh PIDs: a rerun adds participants
+    run_tag = uuid.uuid4().hex[:13]  # fresh PIDs: a rerun adds participants
     bots = [
         Bot(
             base_url=base_url,
             slug=slug,
-            pid=f"{BOT_PREFIX}{run_tag}{i + 1:05d}",
+            pid=f"{BOT_PREFIX}{run_tag}{i + 1:08x}",  # 3 + 13 + 8 = 24 hex characters
             study_id=study_id,
             observer=observer,
             careless=i in careless_bots,
@@ -798,11 +809,15 @@ def observer_expected_accuracy(
     )
     sums: dict[str, list[float]] = {}
     for assignment in rows:
-        true = {c.rank for c in assignment.match_set.candidates.all() if c.is_true}
+        true = {
+            assignment.photo_number(c.rank, study.k)
+            for c in assignment.match_set.candidates.all()
+            if c.is_true
+        }
         if not true:
             continue
         record = tokens[str(assignment.token)]
-        p = sum(record.probabilities.get(rank, 0.0) for rank in true)
+        p = sum(record.probabilities.get(photo, 0.0) for photo in true)
         hit = float(bool(true.intersection(record.selected)))
         acc = sums.setdefault(assignment.match_set.method, [0, 0.0, 0.0])
         acc[0] += 1

@@ -13,7 +13,7 @@ Figures, all computed from the database (no pandas, no statsmodels):
 * attention: failed checks / answered checks, and the share of participants failed;
 * speeders: answers faster than the study's ``speeder_seconds`` (the survey's ``is_fast``);
 * accuracy so far per method: share of target-present answers with at least one true match,
-  from participants who are neither failed nor returned, with a Wilson score interval
+  from participants who are neither failed, returned nor timed out, with a Wilson score interval
   (the same interval as ``analysis.estimates.method_accuracy``'s ``wilson_low/high``).
 """
 
@@ -100,6 +100,12 @@ def study_dashboard(*, study: Study, now: datetime | None = None) -> dict[str, A
             "pk", "status", "entered_at", "finished_at", "attention_failures"
         )
     )
+    # Active participants whose time is up count as timed out, marked or not yet (marking
+    # happens as participants and arrivals come; the dashboard only reads).
+    late_entry = now - timedelta(minutes=study.maximum_minutes)
+    for p in people:
+        if p["status"] == Participant.Status.ACTIVE and p["entered_at"] <= late_entry:
+            p["status"] = Participant.Status.TIMED_OUT
     by_status = Counter(p["status"] for p in people)
     counts = [
         {"status": value, "label": label, "n": by_status.get(value, 0)}
@@ -172,6 +178,7 @@ def study_dashboard(*, study: Study, now: datetime | None = None) -> dict[str, A
 
 def _accuracy(study: Study, real: list[dict], people: list[dict]) -> list[dict]:
     """Per method: target-present answers with ≥ 1 true match, Wilson interval."""
+    # As for balance: completed participants and active ones still within their time.
     counted = {
         p["pk"]
         for p in people

@@ -4,6 +4,7 @@ What is stored, where, for how long and how to delete it: DATA_PROTECTION.md.
 """
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +20,8 @@ Action = AuditEvent.Action
 Status = Participant.Status
 # How many pseudonyms an error message lists before "and N more".
 LISTED = 5
+# A bonus row whose raw submission ID was replaced by its keyed hash (purge, deletion).
+BONUS_HASH_PREFIX = "hash:"
 
 
 class DataProtectionError(Exception):
@@ -50,6 +53,102 @@ def audit_record(
     return AuditEvent.objects.create(
         actor=actor[:150], action=action, study=study, subject=subject[:64], detail=detail or {}
     )
+
+
+def submission_hash(submission_id: str) -> str:
+    """Keyed hash of a Prolific submission ID (SESSION_ID): what the audit log keeps instead.
+
+    HMAC-SHA256 with FVR_PSEUDONYM_KEY, 16 hex characters, as the participant pseudonym: whoever
+    holds the key and a submission ID can find its events; the log alone never gives the ID.
+    """
+    return pseudonymise(submission_id)
+
+
+def submission_label(submission_id: str) -> str:
+    """What stands for a submission ID inside audited text: ``[submission <hash>]``."""
+    return f"[submission {submission_hash(submission_id)}]"
+
+
+def identifiers_scrubbed(value: Any, replacements: Mapping[str, str]) -> Any:
+    """A JSON-like value with every occurrence of these identifiers replaced, keys included."""
+    if isinstance(value, str):
+        for identifier, replacement in replacements.items():
+            if identifier:
+                value = value.replace(identifier, replacement)
+        return value
+    if isinstance(value, dict):
+        return {
+            identifiers_scrubbed(str(k), replacements): identifiers_scrubbed(v, replacements)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [identifiers_scrubbed(v, replacements) for v in value]
+    return value
+
+
+def _submission_replacements(
+    submission_ids: Iterable[str], prolific_pids: Iterable[str] = ()
+) -> dict[str, str]:
+    replacements = {sid: submission_label(sid) for sid in submission_ids if sid}
+    replacements.update({pid: "[Prolific ID removed]" for pid in prolific_pids if pid})
+    return replacements
+
+
+def audit_detail_scrubbed(detail: Any, replacements: Mapping[str, str]) -> Any:
+    """An audit detail without raw submission or Prolific IDs (rows written before issue 15
+    held ``submission_id``: it becomes ``submission_hash``)."""
+    if isinstance(detail, dict) and isinstance(detail.get("submission_id"), str):
+        detail = dict(detail)
+        raw = detail.pop("submission_id")
+        if raw:
+            detail = {"submission_hash": submission_hash(raw), **detail}
+    return identifiers_scrubbed(detail, replacements)
+
+
+def audit_events_scrub(*, participants: Iterable[Participant]) -> int:
+    """Remove these participants' submission and Prolific IDs from audit rows already written.
+
+    The Prolific operations audit a keyed hash only, but rows written before that kept the raw
+    submission ID; purging and deleting call this, so no copy outlives the participant's own.
+    Returns the number of rows changed.
+    """
+    people = [p for p in participants if p.session_id or p.prolific_pid]
+    if not people:
+        return 0
+    replacements = _submission_replacements(
+        [p.session_id for p in people], [p.prolific_pid for p in people]
+    )
+    events = AuditEvent.objects.filter(
+        study__in={p.study_id for p in people}, action__startswith="prolific_"
+    )
+    changed = []
+    for event in events.only("pk", "subject", "detail"):
+        detail = audit_detail_scrubbed(event.detail, replacements)
+        subject = identifiers_scrubbed(event.subject, replacements)[:64]
+        if detail != event.detail or subject != event.subject:
+            event.detail, event.subject = detail, subject
+            changed.append(event)
+    AuditEvent.objects.bulk_update(changed, ["detail", "subject"], batch_size=500)
+    return len(changed)
+
+
+def bonus_submissions_hash(*, bonuses: Iterable[ProlificBonus]) -> int:
+    """Replace the raw submission ID of these bonus rows by its keyed hash (``hash:…``).
+
+    The row stays the payment record (amount, state, Prolific's bonus ID, when it was paid);
+    the hash still matches a submission ID someone holds, and stays unique per study.
+    """
+    changed = []
+    for bonus in bonuses:
+        if not bonus.submission_id or bonus.submission_id.startswith(BONUS_HASH_PREFIX):
+            continue
+        replacements = _submission_replacements([bonus.submission_id])
+        bonus.error = identifiers_scrubbed(bonus.error, replacements)
+        bonus.reason = identifiers_scrubbed(bonus.reason, replacements)[:200]
+        bonus.submission_id = BONUS_HASH_PREFIX + submission_hash(bonus.submission_id)
+        changed.append(bonus)
+    ProlificBonus.objects.bulk_update(changed, ["submission_id", "error", "reason"])
+    return len(changed)
 
 
 def study_get(*, slug: str) -> Study:
@@ -105,7 +204,8 @@ def participant_ids_purge(
     now: datetime | None = None,
 ) -> PurgeResult:
     """Blank the raw Prolific IDs of a study's (or, with study=None, every study's) participants,
-    with their Prolific submission IDs (SESSION_ID) and browser user agents.
+    with their Prolific submission IDs (SESSION_ID) and browser user agents; their paid bonus
+    rows and audit events keep the submission ID's keyed hash only.
 
     The HMAC pseudonym stays, so exports, analyses and the one-participation-per-PID rule keep
     working. Refused, with nothing changed, while a selected participant is still in progress
@@ -151,17 +251,33 @@ def participant_ids_purge(
                 "to purge them anyway."
             )
         purged: Counter[str] = Counter(p.study.slug for p in participants)
+        # Marked TIMED_OUT, or active past the time limit and not marked yet.
         timed_out: Counter[str] = Counter(
-            p.study.slug for p in participants if p.status == Status.ACTIVE and p not in in_progress
+            p.study.slug
+            for p in participants
+            if p.status == Status.TIMED_OUT or (p.status == Status.ACTIVE and p not in in_progress)
         )
         events: list[AuditEvent] = []
         if not dry_run and participants:
             # The submission ID (SESSION_ID) and the user agent go with the Prolific ID: both
             # served approval and support, and a submission ID leads back to the person through
-            # Prolific. A paid bonus keeps its submission ID as the payment record.
+            # Prolific. A paid bonus stays the payment record under the submission's keyed hash;
+            # audit rows written before the log kept hashes only lose the raw IDs too.
+            # The network hash only served re-entry flags while the study ran.
             Participant.objects.filter(pk__in=[p.pk for p in participants]).update(
-                prolific_pid="", session_id="", user_agent=""
+                prolific_pid="", session_id="", user_agent="", client_hash=""
             )
+            paid = list(
+                ProlificBonus.objects.filter(
+                    participant__in=participants, state=ProlificBonus.State.PAID
+                )
+            )
+            bonus_submissions_hash(bonuses=paid)
+            bonuses_hashed = Counter(b.study_id for b in paid)
+            audit_scrubbed: dict[str, int] = {}
+            for slug in purged:
+                of_study = [p for p in participants if p.study.slug == slug]
+                audit_scrubbed[slug] = audit_events_scrub(participants=of_study)
             by_study = {p.study.slug: p.study for p in participants}
             for slug, count in sorted(purged.items()):
                 events.append(
@@ -178,6 +294,8 @@ def participant_ids_purge(
                                 None if older_than is None else older_than.total_seconds() / 86400
                             ),
                             "scope": "study" if study is not None else "all studies",
+                            "bonus_submissions_hashed": bonuses_hashed[by_study[slug].pk],
+                            "audit_events_scrubbed": audit_scrubbed[slug],
                         },
                     )
                 )
@@ -232,8 +350,9 @@ def participant_delete(
 
     Deleted: the participant row and, with it, their assignments, responses, page visits and
     refused-request log rows. Kept: the audit log (this deletion's record names only the
-    pseudonym, the reason and the counts) and Prolific bonus rows (a payment record), which
-    lose their link to the participant. The other participants' rows are untouched; the freed
+    pseudonym, the reason and the counts; earlier rows lose any raw submission ID) and Prolific
+    bonus rows (a payment record), which lose their link to the participant and keep only the
+    submission ID's keyed hash. The other participants' rows are untouched; the freed
     match-set slots count as unanswered again, so later arrivals refill them.
     """
     if (prolific_pid is None) == (pseudonym is None):
@@ -268,6 +387,10 @@ def participant_delete(
         status = participant.status
         event = None
         if not dry_run:
+            # The bonus rows stay as payment records, unlinked and under the submission's keyed
+            # hash; older audit rows lose any raw submission or Prolific ID they still hold.
+            bonus_submissions_hash(bonuses=participant.bonuses.all())
+            audit_scrubbed = audit_events_scrub(participants=[participant])
             _, per_model = participant.delete()
             counts = {
                 "participants": per_model.get("survey.Participant", 0),
@@ -289,6 +412,7 @@ def participant_delete(
                     "status": status,
                     "deleted": counts,
                     "bonuses_kept": bonuses,
+                    "audit_events_scrubbed": audit_scrubbed,
                 },
             )
     return DeleteResult(

@@ -169,6 +169,8 @@ def demo_study_create(
         questions_per_method=min(5, per_method),
         is_demo=True,
         prolific_study_id="",
+        # Tried from the links `manage.py demo` prints, or by hand: made-up IDs are welcome.
+        accept_any_ids=True,
         **DEMO_CODES,
     )
     created: list[MatchSet] = []
@@ -476,4 +478,6 @@ def demo_pipeline_study_create(
         f"{built.gallery_images} photos"
     )
     study = Study.objects.get(slug=slug)
+    study.accept_any_ids = True  # as demo_study_create: a demo is tried with made-up IDs
+    study.save(update_fields=["accept_any_ids"])
     return study_set_status(study=study, status=Study.Status.OPEN)

@@ -3,6 +3,9 @@
 import csv
 import io
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+
+from django.utils import timezone
 
 from survey.models import PageVisit, Participant, Response, Study
 
@@ -30,6 +33,8 @@ LONG_COLUMNS: list[str] = [
     "duration_s",
     "is_fast",
     "participant_status",
+    "participant_flags",
+    "participant_verified",
     "participant_total_s",
 ]
 
@@ -41,8 +46,18 @@ def _total_seconds(participant: Participant, consent_served: dict[int, object]) 
     return round((participant.finished_at - start).total_seconds(), 3)
 
 
+def _status(participant: Participant, late_entry: datetime) -> str:
+    """The participant's status; TIMED_OUT for an active one who entered by ``late_entry`` (the
+    study's maximum minutes ago) and was not marked yet: marking happens as participants and
+    arrivals come, and an export only reads."""
+    if participant.status == Participant.Status.ACTIVE and participant.entered_at <= late_entry:
+        return Participant.Status.TIMED_OUT
+    return participant.status
+
+
 def responses_long(study: Study) -> Iterator[dict]:
     """Yield the study's responses as long-format rows (see LONG_COLUMNS)."""
+    late_entry = timezone.now() - timedelta(minutes=study.maximum_minutes)
     consent_served = dict(
         PageVisit.objects.filter(
             participant__study=study, page=Participant.Step.CONSENT
@@ -81,7 +96,14 @@ def responses_long(study: Study) -> Iterator[dict]:
             "answered_at": r.answered_at.isoformat(),
             "duration_s": round(r.duration_seconds, 3),
             "is_fast": r.is_fast,
-            "participant_status": r.participant.status,
+            "participant_status": _status(r.participant, late_entry),
+            # Reasons to doubt the participation (survey.services.REENTRY_*), ";"-joined.
+            "participant_flags": ";".join(r.participant.integrity_flags),
+            # Whether Prolific confirmed the SESSION_ID (survey.prolific); empty when the study
+            # has no Prolific STUDY_ID, so verification does not apply.
+            "participant_verified": (
+                r.participant.session_verified_at is not None if study.prolific_study_id else None
+            ),
             "participant_total_s": _total_seconds(r.participant, consent_served),
         }
 

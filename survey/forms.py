@@ -29,6 +29,8 @@ class DemographicsForm(forms.Form):
 
 class AnswerForm(forms.Form):
     question = forms.UUIDField(widget=forms.HiddenInput)
+    # Photo numbers as shown (1 = the first photo on the page), never the recognizer's ranks:
+    # the server maps them to candidates with the question's stored display order.
     selected = forms.TypedMultipleChoiceField(
         coerce=int,
         required=False,
@@ -48,7 +50,7 @@ class AnswerForm(forms.Form):
 
     def __init__(self, *args: object, k: int, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["selected"].choices = [(str(rank), str(rank)) for rank in range(1, k + 1)]
+        self.fields["selected"].choices = [(str(n), f"Photo {n}") for n in range(1, k + 1)]
 
     def clean(self) -> dict:
         data = super().clean()

@@ -6,6 +6,7 @@ The manifest format is documented in `docs/matchset-manifest.md`.
 import io
 import json
 import os
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,7 +152,9 @@ def match_set_create(
         written.append(match_set.query_image.name)
         match_set.save()
         rows = []
-        for c in sorted(candidates, key=lambda c: c.rank):
+        # Files written in a random order: a file's modification time (Last-Modified, ETag)
+        # must not tell a participant which candidate the recognizer ranked first.
+        for c in random.SystemRandom().sample(candidates, len(candidates)):
             row = Candidate(
                 match_set=match_set,
                 rank=c.rank,
@@ -162,7 +165,7 @@ def match_set_create(
             row.image.save("candidate.jpg", web_image(c.image), save=False)
             written.append(row.image.name)
             rows.append(row)
-        Candidate.objects.bulk_create(rows)
+        Candidate.objects.bulk_create(sorted(rows, key=lambda row: row.rank))
     except BaseException:
         storage_delete(written)  # the rows roll back; the files would stay behind
         raise

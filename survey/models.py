@@ -9,12 +9,14 @@ import hmac
 import json
 import uuid
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import timezone
 
 
 class FvrMethod(models.TextChoices):
@@ -92,7 +94,15 @@ class Study(models.Model):
     )
     randomise_candidate_order = models.BooleanField(
         default=True,
-        help_text="Show each participant the K candidates in a random order (logged per question).",
+        help_text="Show each participant the K candidates in a random order (logged per "
+        "question). Off, Photo 1 is always the recognizer's top match, which participants learn.",
+    )
+    accept_any_ids = models.BooleanField(
+        "Accept made-up Prolific IDs",
+        default=False,
+        help_text="For pilots and demos only: accept any PROLIFIC_PID, STUDY_ID and SESSION_ID "
+        "of 6–64 letters, digits, '-' or '_'. Off: only IDs as Prolific issues them "
+        "(24 hexadecimal characters).",
     )
     analysis_plan = models.JSONField(
         default=dict,
@@ -202,10 +212,35 @@ def pseudonymise(prolific_pid: str) -> str:
     return hmac.new(key, prolific_pid.encode(), hashlib.sha256).hexdigest()[:16]
 
 
+def _time_up_at() -> models.Expression:
+    """When a participant's time is up: entry plus the study's maximum minutes (SQL)."""
+    # An IntegerField (SQLite multiplies durations only by plain integers) times a minute.
+    minutes = models.ExpressionWrapper(
+        models.F("study__maximum_minutes"), output_field=models.IntegerField()
+    )
+    return models.ExpressionWrapper(
+        models.F("entered_at")
+        + models.ExpressionWrapper(
+            minutes * timedelta(minutes=1), output_field=models.DurationField()
+        ),
+        output_field=models.DateTimeField(),
+    )
+
+
 class ParticipantQuerySet(models.QuerySet):
-    def counted_for_balance(self) -> "ParticipantQuerySet":
-        """Participants whose answers count: neither returned nor failed."""
-        return self.filter(status__in=[Participant.Status.ACTIVE, Participant.Status.COMPLETED])
+    def counted_for_balance(self, *, now: datetime | None = None) -> "ParticipantQuerySet":
+        """Participants who hold a place and count for balance: completed ones, and active ones
+        still within their study's maximum time (neither returned, failed nor timed out)."""
+        return self.alias(time_up_at=_time_up_at()).filter(
+            Q(status=Participant.Status.COMPLETED)
+            | Q(status=Participant.Status.ACTIVE, time_up_at__gt=now or timezone.now())
+        )
+
+    def overdue(self, *, now: datetime | None = None) -> "ParticipantQuerySet":
+        """Active participants past their study's maximum time: to be marked TIMED_OUT."""
+        return self.alias(time_up_at=_time_up_at()).filter(
+            status=Participant.Status.ACTIVE, time_up_at__lte=now or timezone.now()
+        )
 
 
 class Participant(models.Model):

@@ -9,15 +9,23 @@ https://docs.prolific.com/documentation/core-concepts/managing-high-loads asks; 
 Endpoints, bodies and response fields follow https://docs.prolific.com/api-reference/ (the
 pages are cited where each call is made; docs/pilot.md lists them).
 
-The operations (`submission_verify`, `submissions_list`, `submissions_approve`,
-`submission_reject`, `bonus_pay`, `submission_request_return`) take the acting staff user's
-name or ``command:<name>`` and write one `AuditEvent` per participant (pseudonym only).
-A participant's submission ID is the ``SESSION_ID`` Prolific put in their study link.
+The operations (`submission_verify`, `submissions_verify`, `submissions_list`,
+`submissions_approve`, `submission_reject`, `bonus_pay`, `submission_request_return`) take the
+acting staff user's name or ``command:<name>`` and write one `AuditEvent` per participant: the
+pseudonym, and the submission ID only as its keyed hash (``submission_hash``). A participant's
+submission ID is the ``SESSION_ID`` Prolific put in their study link.
 
-Bonuses: Prolific's pay call is not idempotent, so `bonus_pay` claims the
-`ProlificBonus` row (unique per study and submission) before calling the API: a paid
-bonus is never paid again, and a row left in ``setup`` after a failed pay call is resumed
-by paying the bonus already set up, never by setting up a second one.
+Verification stores ``Participant.session_verified_at`` once Prolific confirms that the
+SESSION_ID is a submission of this participant to this study; approval verifies whoever is not
+yet verified and leaves out those who fail, and participants with integrity flags.
+
+No Prolific call runs inside a database transaction (a transaction held open across the
+network would keep row locks for as long as Prolific takes). Bonuses: Prolific's set-up call
+is not idempotent, so `bonus_pay` claims the `ProlificBonus` row (unique per study and
+submission) in a short transaction before calling the API, and records each answer in another:
+a paid bonus is never paid again, a row left in ``setup`` after a failed pay call is resumed by
+paying the bonus already set up, never by setting up a second one, and a bonus over
+``FVR_MAX_BONUS_PENCE`` is refused before anything is called.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urljoin
@@ -34,6 +43,12 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from survey.dataprotection import (
+    audit_record,
+    identifiers_scrubbed,
+    submission_hash,
+    submission_label,
+)
 from survey.models import AuditEvent, Participant, ProlificBonus, Study
 
 DEFAULT_API_URL = "https://api.prolific.com/api/v1/"
@@ -79,6 +94,11 @@ FAILED_CHECK_MESSAGE = (
 NO_CONSENT_RETURN_REASONS = ["Did not give consent to take part in the study"]
 RETRY_STATUSES = {429}
 MAX_RETRIES = 4
+# A bonus row's ``error`` while its pay call is out; another caller waits this long before it
+# may pay again (longer than the client's retries can take).
+PAYING = "pay call in progress since "
+PAY_CLAIM_STALE = timedelta(minutes=15)
+PURGED = "the Prolific ID was purged here, so it cannot be compared"
 
 
 class ProlificError(Exception):
@@ -301,9 +321,27 @@ def _next_link(page: dict) -> str | None:
 
 
 def _audit(
-    *, actor: str, action: str, study: Study, participant: Participant | None, detail: dict
+    *,
+    actor: str,
+    action: str,
+    study: Study,
+    participant: Participant | None,
+    detail: dict,
+    submission_id: str = "",
 ) -> AuditEvent:
-    return AuditEvent.objects.create(
+    """One audit event: the pseudonym, and the submission only as its keyed hash.
+
+    Any raw submission or Prolific ID in the detail (Prolific's answers and error messages quote
+    them) is replaced, so the log never holds one.
+    """
+    secrets = {submission_id, participant.session_id if participant else ""} - {""}
+    replacements = {sid: submission_label(sid) for sid in secrets}
+    if participant and participant.prolific_pid:
+        replacements[participant.prolific_pid] = "[Prolific ID removed]"
+    detail = identifiers_scrubbed(detail, replacements)
+    if submission_id:
+        detail = {"submission_hash": submission_hash(submission_id), **detail}
+    return audit_record(
         actor=actor,
         action=action,
         study=study,
@@ -338,10 +376,52 @@ class Verification:
     problems: list[str] = field(default_factory=list)
 
 
+def _identity_problems(
+    participant: Participant, *, prolific_participant: Any, prolific_study: Any, study_id: str
+) -> list[str]:
+    """What contradicts the arrival in Prolific's record of its submission (nothing: verified)."""
+    problems = []
+    if not participant.prolific_pid:
+        problems.append(PURGED)
+    elif prolific_participant != participant.prolific_pid:
+        problems.append("the submission belongs to another Prolific participant")
+    if prolific_study != study_id:
+        problems.append(f"the submission is for Prolific study {prolific_study}, not {study_id}")
+    return problems
+
+
+def _verification_record(result: Verification, *, actor: str, answered: bool) -> Verification:
+    """Store the outcome on the participant (outside any Prolific call) and audit it.
+
+    A confirmation sets ``session_verified_at`` (kept from the first one); Prolific's answer
+    contradicting the arrival clears it. Where nothing could be compared (`answered` false, or
+    the Prolific ID purged here), what was stored stays.
+    """
+    participant = result.participant
+    now = timezone.now()
+    with transaction.atomic():
+        rows = Participant.objects.filter(pk=participant.pk)
+        if result.ok:
+            rows.filter(session_verified_at__isnull=True).update(session_verified_at=now)
+        elif answered and PURGED not in result.problems:
+            rows.update(session_verified_at=None)
+        participant.session_verified_at = rows.values_list("session_verified_at", flat=True).first()
+        _audit(
+            actor=actor,
+            action=AuditEvent.Action.PROLIFIC_VERIFY,
+            study=participant.study,
+            participant=participant,
+            submission_id=result.submission_id,
+            detail={"ok": result.ok, "status": result.status, "problems": result.problems},
+        )
+    return result
+
+
 def submission_verify(
     *, participant: Participant, actor: str, client: ProlificClient | None = None
 ) -> Verification:
-    """Check the submission behind the arrival's SESSION_ID: same participant, same study."""
+    """Check the submission behind the arrival's SESSION_ID (same participant, same study) and
+    store ``session_verified_at`` when Prolific confirms it."""
     client = client or ProlificClient()
     study = participant.study
     study_id = _prolific_study_id(study)
@@ -353,32 +433,67 @@ def submission_verify(
             raise
         result = Verification(participant, submission_id, False, problems=[exc.message])
     else:
-        problems = []
-        pid = submission.get("participant")  # the documented field (not participant_id)
-        if not participant.prolific_pid:
-            problems.append("the Prolific ID was purged here, so it cannot be compared")
-        elif pid != participant.prolific_pid:
-            problems.append("the submission belongs to another Prolific participant")
-        if submission.get("study_id") != study_id:
-            problems.append(
-                f"the submission is for Prolific study {submission.get('study_id')}, not {study_id}"
-            )
+        problems = _identity_problems(
+            participant,
+            prolific_participant=submission.get("participant"),  # documented (not participant_id)
+            prolific_study=submission.get("study_id"),
+            study_id=study_id,
+        )
         result = Verification(
             participant, submission_id, not problems, submission.get("status", ""), problems
         )
-    _audit(
-        actor=actor,
-        action=AuditEvent.Action.PROLIFIC_VERIFY,
-        study=study,
-        participant=participant,
-        detail={
-            "submission_id": submission_id,
-            "ok": result.ok,
-            "status": result.status,
-            "problems": result.problems,
-        },
-    )
-    return result
+    return _verification_record(result, actor=actor, answered=True)
+
+
+def submissions_verify(
+    *,
+    study: Study,
+    actor: str,
+    participants: Iterable[Participant] | None = None,
+    client: ProlificClient | None = None,
+) -> list[Verification]:
+    """Verify many participants of a study with one read of its submission list.
+
+    Default: every finished participant not yet verified. The study's list holds only its own
+    submissions, so a SESSION_ID found there with the participant's Prolific ID is verified;
+    one missing from it, or another participant's, is not.
+    """
+    client = client or ProlificClient()
+    study_id = _prolific_study_id(study)
+    if participants is None:
+        participants = (
+            Participant.objects.filter(study=study, session_verified_at__isnull=True)
+            .exclude(status=Participant.Status.ACTIVE)
+            .select_related("study")
+            .order_by("pk")
+        )
+    chosen = list(participants)
+    if not chosen:
+        return []
+    submissions = {str(row.get("id", "")): row for row in client.study_submissions(study_id)}
+    results = []
+    for p in chosen:
+        row = submissions.get(p.session_id) if p.session_id else None
+        answered = False
+        if p.study_id != study.pk:
+            problems = [f"the participant took part in another study, not {study.slug!r}"]
+        elif not p.session_id:
+            problems = ["no SESSION_ID is stored here (purged?)"]
+        elif row is None:
+            answered = True
+            problems = [f"Prolific lists no submission with this SESSION_ID in study {study_id}"]
+        else:
+            answered = True
+            problems = _identity_problems(
+                p,
+                prolific_participant=row.get("participant_id"),  # the list's field
+                prolific_study=study_id,
+                study_id=study_id,
+            )
+        status = str(row.get("status", "")) if row else ""
+        result = Verification(p, p.session_id, not problems, status, problems)
+        results.append(_verification_record(result, actor=actor, answered=answered))
+    return results
 
 
 def _status_name(status: str) -> str:
@@ -406,14 +521,39 @@ def submissions_list(
     return rows
 
 
+@dataclass
+class Approval:
+    """What an approval sent to Prolific, and who was left out and why (pseudonym → reason)."""
+
+    approved: list[Participant]
+    left_out: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        """The number of submissions Prolific was asked to approve."""
+        return len(self.approved)
+
+    def summary(self) -> str:
+        """One line for the operator: how many were approved, who was left out and why."""
+        text = f"Asked Prolific to approve {len(self.approved)} submission(s)."
+        if self.left_out:
+            reasons = "; ".join(f"{who}: {why}" for who, why in self.left_out.items())
+            text += f" Left out {len(self.left_out)}: {reasons}."
+        return text
+
+
 def submissions_approve(
     *,
     study: Study,
     participants: Iterable[Participant],
     actor: str,
     client: ProlificClient | None = None,
-) -> list[Participant]:
-    """Approve these participants' submissions in bulk calls (completed ones only)."""
+) -> Approval:
+    """Approve these participants' submissions in bulk calls (completed ones only).
+
+    Participants with integrity flags are left out; those not yet verified are verified first
+    (one read of the study's submissions) and left out if Prolific does not confirm them. The
+    result names everyone left out, with the reason.
+    """
     client = client or ProlificClient()
     _prolific_study_id(study)  # refuse a study not linked to Prolific, though the body omits it
     chosen = list(participants)
@@ -424,6 +564,20 @@ def submissions_approve(
         )
     if not chosen:
         raise ProlificError("No participants to approve.")
+    left_out = {
+        p.pseudonym: "integrity flags (" + "; ".join(map(str, p.integrity_flags)) + ")"
+        for p in chosen
+        if p.integrity_flags
+    }
+    unverified = [
+        p for p in chosen if p.pseudonym not in left_out and p.session_verified_at is None
+    ]
+    for result in submissions_verify(
+        study=study, participants=unverified, actor=actor, client=client
+    ):
+        if not result.ok:
+            left_out[result.participant.pseudonym] = "not verified: " + "; ".join(result.problems)
+    chosen = [p for p in chosen if p.pseudonym not in left_out]
     submission_ids = [_submission_id(p) for p in chosen]
     approved: list[Participant] = []
     # Sequential batches of at most BULK_APPROVE_MAX, as Prolific recommends; each batch is
@@ -438,10 +592,11 @@ def submissions_approve(
                 action=AuditEvent.Action.PROLIFIC_APPROVE,
                 study=study,
                 participant=p,
-                detail={"submission_id": submission_id, "bulk": len(ids)},
+                submission_id=submission_id,
+                detail={"bulk": len(ids)},
             )
         approved += batch
-    return approved
+    return Approval(approved=approved, left_out=left_out)
 
 
 def rejection_validate(*, category: str, message: str) -> None:
@@ -481,7 +636,8 @@ def submission_reject(
         action=AuditEvent.Action.PROLIFIC_REJECT,
         study=participant.study,
         participant=participant,
-        detail={"submission_id": submission_id, "category": category, "message": message},
+        submission_id=submission_id,
+        detail={"category": category, "message": message},
     )
     return result
 
@@ -505,20 +661,54 @@ def submission_request_return(
         action=AuditEvent.Action.PROLIFIC_RETURN,
         study=participant.study,
         participant=participant,
-        detail={"submission_id": submission_id, "reasons": reasons},
+        submission_id=submission_id,
+        detail={"reasons": reasons},
     )
     return result
 
 
+def bonus_amount_check(amount_pence: Any) -> None:
+    """Refuse an amount that is not a whole, positive number of pence, or over the maximum."""
+    if isinstance(amount_pence, bool) or not isinstance(amount_pence, int) or amount_pence < 1:
+        raise ProlificError("A bonus is a whole, positive number of pence (or cents).")
+    maximum = settings.FVR_MAX_BONUS_PENCE
+    if amount_pence > maximum:
+        raise ProlificError(
+            f"Refused: a bonus of {amount_pence} pence/cents is over this server's maximum of "
+            f"{maximum} ({Decimal(maximum) / 100:.2f} in the study's currency, "
+            "FVR_MAX_BONUS_PENCE). Check the amount (it is in pence: 150 pays 1.50); a larger "
+            "bonus needs the setting raised."
+        )
+
+
+def _paying(now: datetime) -> str:
+    return f"{PAYING}{now.isoformat()}"
+
+
+def _paying_since(bonus: ProlificBonus) -> datetime | None:
+    """When a pay call for this row went out, if one is still on record as outstanding."""
+    if bonus.state != ProlificBonus.State.SETUP or not bonus.error.startswith(PAYING):
+        return None
+    try:
+        return datetime.fromisoformat(bonus.error.removeprefix(PAYING))
+    except ValueError:
+        return None
+
+
 def _bonus_claim(
     *, participant: Participant, amount_pence: int, reason: str
-) -> tuple[ProlificBonus, bool]:
-    """The bonus row for this submission, created (claimed) if new."""
+) -> tuple[ProlificBonus, str]:
+    """Claim the bonus row for this submission in a short transaction: ``(row, next step)``.
+
+    The step is ``"setup"`` (a new row, or one whose set-up Prolific refused) or ``"pay"`` (set
+    up, not yet paid). The claim is committed before any Prolific call, so a second caller sees
+    it and is refused instead of waiting on a lock while Prolific answers.
+    """
     study = participant.study
     submission_id = _submission_id(participant)
     try:
         with transaction.atomic():
-            return ProlificBonus.objects.get_or_create(
+            bonus, created = ProlificBonus.objects.get_or_create(
                 study=study,
                 submission_id=submission_id,
                 defaults={
@@ -528,7 +718,37 @@ def _bonus_claim(
                 },
             )
     except IntegrityError:  # another request claimed it between our read and insert
-        return ProlificBonus.objects.get(study=study, submission_id=submission_id), False
+        bonus, created = ProlificBonus.objects.get(study=study, submission_id=submission_id), False
+    now = timezone.now()
+    with transaction.atomic():
+        bonus = ProlificBonus.objects.select_for_update().get(pk=bonus.pk)
+        _bonus_check(bonus, created=created, amount_pence=amount_pence, now=now)
+        if not bonus.prolific_bonus_id:
+            # New, or refused outright at set-up (state failed): this caller sets it up. A row in
+            # setup without Prolific's bonus ID is what refuses every other caller meanwhile.
+            bonus.state, bonus.error = ProlificBonus.State.SETUP, ""
+            bonus.save(update_fields=["state", "error"])
+            return bonus, "setup"
+        bonus.error = _paying(now)
+        bonus.save(update_fields=["error"])
+        return bonus, "pay"
+
+
+def _bonus_record(
+    bonus: ProlificBonus,
+    *,
+    actor: str,
+    participant: Participant,
+    step: str,
+    answer: Any,
+    **changes: Any,
+) -> None:
+    """Save what Prolific answered on the row, with its audit event, in one short transaction."""
+    for name, value in changes.items():
+        setattr(bonus, name, value)
+    with transaction.atomic():
+        bonus.save(update_fields=list(changes))
+        _bonus_audit(actor, bonus, participant, step, answer)
 
 
 def bonus_pay(
@@ -540,75 +760,89 @@ def bonus_pay(
     client: ProlificClient | None = None,
 ) -> ProlificBonus:
     """Pay one bonus for the participant's submission, at most once (see the module doc)."""
-    if isinstance(amount_pence, bool) or not isinstance(amount_pence, int) or amount_pence < 1:
-        raise ProlificError("A bonus is a whole, positive number of pence (or cents).")
+    bonus_amount_check(amount_pence)
     client = client or ProlificClient()
     study_id = _prolific_study_id(participant.study)
-    bonus, created = _bonus_claim(participant=participant, amount_pence=amount_pence, reason=reason)
-    failure: ProlificError | None = None
-    # One operation at a time per bonus row (a second click waits, then sees the state). API
-    # failures are recorded on the row and raised after the block, so that they are kept.
-    with transaction.atomic():
-        bonus = ProlificBonus.objects.select_for_update().get(pk=bonus.pk)
-        _bonus_check(bonus, created=created, amount_pence=amount_pence)
-        if not bonus.prolific_bonus_id:
-            # A new row, or one whose set-up Prolific refused outright (state failed).
-            try:
-                setup = client.bonus_setup(
-                    study_id=study_id, csv_bonuses=_bonus_csv(bonus.submission_id, amount_pence)
-                )
-            except ProlificError as exc:
-                # A definite refusal (4xx) created nothing at Prolific; anything else may have.
-                refused = exc.status is not None and 400 <= exc.status < 500
-                bonus.state = ProlificBonus.State.FAILED if refused else ProlificBonus.State.SETUP
-                bonus.error = exc.message
-                bonus.save(update_fields=["state", "error"])
-                _bonus_audit(actor, bonus, participant, "setup failed", exc.message)
-                failure = exc
-            else:
-                bonus.state = ProlificBonus.State.SETUP
-                bonus.prolific_bonus_id = str(setup.get("id", ""))
-                bonus.error = ""
-                bonus.save(update_fields=["state", "prolific_bonus_id", "error"])
-                _bonus_audit(actor, bonus, participant, "set up", setup)
-        if failure is None:
-            try:
-                paid = client.bonus_pay(bonus.prolific_bonus_id)
-            except ProlificError as exc:
-                bonus.error = exc.message
-                bonus.save(update_fields=["error"])
-                _bonus_audit(actor, bonus, participant, "pay failed", exc.message)
-                failure = exc
-            else:
-                bonus.state = ProlificBonus.State.PAID
-                bonus.paid_at = timezone.now()
-                bonus.error = ""
-                bonus.save(update_fields=["state", "paid_at", "error"])
-                _bonus_audit(actor, bonus, participant, "paid", paid)
-    if failure is not None:
-        raise failure
+    bonus, step = _bonus_claim(participant=participant, amount_pence=amount_pence, reason=reason)
+    record = {"actor": actor, "participant": participant}
+    # From here on, Prolific is called outside any transaction; each answer is recorded on the
+    # row in a short one, and failures are raised after they are kept.
+    if step == "setup":
+        try:
+            setup = client.bonus_setup(
+                study_id=study_id, csv_bonuses=_bonus_csv(bonus.submission_id, amount_pence)
+            )
+        except ProlificError as exc:
+            # A definite refusal (4xx) created nothing at Prolific; anything else may have.
+            refused = exc.status is not None and 400 <= exc.status < 500
+            state = ProlificBonus.State.FAILED if refused else ProlificBonus.State.SETUP
+            _bonus_record(
+                bonus,
+                **record,
+                step="setup failed",
+                answer=exc.message,
+                state=state,
+                error=exc.message,
+            )
+            raise
+        bonus_id = str(setup.get("id") or "") if isinstance(setup, dict) else ""
+        if not bonus_id:
+            message = "Prolific's set-up answer named no bonus ID: check the study's bonuses there."
+            _bonus_record(bonus, **record, step="setup failed", answer=setup, error=message)
+            raise ProlificError(message)
+        # Claimed for paying in the same write, so no other caller pays it meanwhile.
+        _bonus_record(
+            bonus,
+            **record,
+            step="set up",
+            answer=setup,
+            prolific_bonus_id=bonus_id,
+            error=_paying(timezone.now()),
+        )
+    try:
+        paid = client.bonus_pay(bonus.prolific_bonus_id)
+    except ProlificError as exc:
+        _bonus_record(bonus, **record, step="pay failed", answer=exc.message, error=exc.message)
+        raise
+    _bonus_record(
+        bonus,
+        **record,
+        step="paid",
+        answer=paid,
+        state=ProlificBonus.State.PAID,
+        paid_at=timezone.now(),
+        error="",
+    )
     return bonus
 
 
-def _bonus_check(bonus: ProlificBonus, *, created: bool, amount_pence: int) -> None:
-    """Refuse a second payment, a changed amount, and a set-up whose outcome is unknown."""
+def _bonus_check(bonus: ProlificBonus, *, created: bool, amount_pence: int, now: datetime) -> None:
+    """Refuse a second payment, a changed amount, a set-up whose outcome is unknown, and a pay
+    call another caller has out."""
+    submission = submission_label(bonus.submission_id)
     if bonus.state == ProlificBonus.State.PAID:
         raise ProlificError(
-            f"Refused: a bonus of {bonus.amount_pence} for submission {bonus.submission_id} "
-            f"was already paid on {bonus.paid_at:%Y-%m-%d %H:%M} UTC; a submission gets at "
-            "most one bonus here."
+            f"Refused: a bonus of {bonus.amount_pence} for {submission} was already paid on "
+            f"{bonus.paid_at:%Y-%m-%d %H:%M} UTC; a submission gets at most one bonus here."
         )
     if not created and bonus.amount_pence != amount_pence:
         raise ProlificError(
-            f"Refused: a bonus of {bonus.amount_pence} for submission {bonus.submission_id} "
-            f"is already on record ({bonus.get_state_display()}); it cannot be changed to "
-            f"{amount_pence}."
+            f"Refused: a bonus of {bonus.amount_pence} for {submission} is already on record "
+            f"({bonus.get_state_display()}); it cannot be changed to {amount_pence}."
         )
     if bonus.state == ProlificBonus.State.SETUP and not bonus.prolific_bonus_id and not created:
         raise ProlificError(
-            f"Refused: the bonus for submission {bonus.submission_id} was being set up and "
-            f"its outcome is unknown ({bonus.error or 'no answer recorded'}). Check the "
-            "study's bonuses on Prolific and resolve it there; it is never set up twice."
+            f"Refused: the bonus for {submission} is being set up, or was and its outcome is "
+            f"unknown ({bonus.error or 'no answer recorded'}). Check the study's bonuses on "
+            "Prolific and resolve it there; it is never set up twice."
+        )
+    since = _paying_since(bonus)
+    if since is not None and now - since < PAY_CLAIM_STALE:
+        raise ProlificError(
+            f"Refused: the bonus for {submission} is being paid (the pay call went out at "
+            f"{since:%Y-%m-%d %H:%M:%S} UTC). Wait for it; if it was interrupted, check the "
+            f"study's bonuses on Prolific, and paying can be tried again "
+            f"{int(PAY_CLAIM_STALE.total_seconds() // 60)} minutes after that time."
         )
 
 
@@ -631,8 +865,8 @@ def _bonus_audit(
         action=AuditEvent.Action.PROLIFIC_BONUS,
         study=bonus.study,
         participant=participant,
+        submission_id=bonus.submission_id,
         detail={
-            "submission_id": bonus.submission_id,
             "amount_pence": bonus.amount_pence,
             "step": step,
             "prolific_bonus_id": bonus.prolific_bonus_id,

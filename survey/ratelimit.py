@@ -9,8 +9,10 @@ hit and reads the new count; fixed windows keep it to one row per client and win
 import hashlib
 import hmac
 import ipaddress
+import logging
 import math
 import re
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,6 +24,8 @@ from django.http import HttpRequest
 
 from survey.models import RateCounter, Study
 from survey.services import FlowError, refusal_log
+
+logger = logging.getLogger(__name__)
 
 ENTRY_SCOPE = "entry"
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -87,14 +91,39 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+# Set once the missing FVR_TRUSTED_PROXIES has been reported: one warning per process.
+UNTRUSTED_PROXY_WARNED = threading.Event()
+
+
+def _untrusted_proxy_warn(remote: str) -> None:
+    """Say, once per process, that requests come through a proxy nobody declared."""
+    if UNTRUSTED_PROXY_WARNED.is_set():
+        return
+    UNTRUSTED_PROXY_WARNED.set()
+    address = _address(remote)
+    # A proxy sits on this host or the local network; a public address may be a participant
+    # who wrote the header themselves, and IP addresses are kept out of the logs.
+    where = f" from {remote}" if address and (address.is_private or address.is_loopback) else ""
+    logger.warning(
+        "Requests with X-Forwarded-For arrive%s, but FVR_TRUSTED_PROXIES is empty: the entry "
+        "rate limit counts every client behind that proxy as one. Set FVR_TRUSTED_PROXIES to "
+        "the proxy's address as the app sees it (127.0.0.1 for nginx on this host, as in "
+        "deploy/fvr-study.env).",
+        where,
+    )
+
+
 def client_ip(request: HttpRequest) -> str:
     """The client's IP: REMOTE_ADDR, or X-Forwarded-For when REMOTE_ADDR is a trusted proxy.
 
     X-Forwarded-For is read from the right, skipping trusted proxies: entries further left were
-    written by the client and may be forged.
+    written by the client and may be forged. With no trusted proxy configured, a request that
+    carries the header logs a warning (once per process): a proxy is probably in front.
     """
     remote = request.META.get("REMOTE_ADDR", "")
     trusted = _networks(tuple(settings.FVR_TRUSTED_PROXIES))
+    if not trusted and "HTTP_X_FORWARDED_FOR" in request.META:
+        _untrusted_proxy_warn(remote)
 
     def is_trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         return any(address in network for network in trusted)
@@ -114,7 +143,8 @@ def client_ip(request: HttpRequest) -> str:
 
 
 def client_key(ip: str) -> str:
-    """A keyed hash of the client's network: the counters never hold an IP address.
+    """A hash of the client's network keyed with FVR_PSEUDONYM_KEY (not SECRET_KEY, which may be
+    rotated): the counters never hold an IP address.
 
     IPv6 clients are counted per /64, the block one subscriber usually gets (one address each
     would let a single client rotate through billions of them).

@@ -18,8 +18,11 @@ class StrictIntegerField(serializers.IntegerField):
 
 class AnswerInputSerializer(serializers.Serializer):
     question = serializers.UUIDField(help_text="The question's token, from the state endpoint.")
-    selected_ranks = serializers.ListField(
-        child=StrictIntegerField(min_value=1), allow_empty=True, max_length=50
+    selected_photos = serializers.ListField(
+        child=StrictIntegerField(min_value=1),
+        allow_empty=True,
+        max_length=50,
+        help_text="The photo numbers selected, as shown on the page (Photo 1 = 1).",
     )
     none_of_these = serializers.BooleanField(default=False)
     confidence = StrictIntegerField(min_value=1, max_value=5)

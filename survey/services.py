@@ -9,10 +9,11 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from survey.assignment import DesignError, questions_choose
@@ -30,7 +31,25 @@ from survey.models import (
 
 logger = logging.getLogger(__name__)
 
-PROLIFIC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
+# Prolific's IDs (PROLIFIC_PID, STUDY_ID, and SESSION_ID, the submission's id) are MongoDB
+# ObjectIds: 24 hexadecimal characters, lower case in Prolific's links and API. Upper case is
+# accepted and folded to lower case, so that a link whose case was changed on the way is still
+# the same person (and never a second participation under a differently-cased PID).
+PROLIFIC_ID_RE = re.compile(r"[0-9a-f]{24}", re.IGNORECASE)
+# Studies with `accept_any_ids` (pilots, demos): made-up IDs of safe characters, taken as given.
+MADE_UP_ID_RE = re.compile(r"[A-Za-z0-9_-]{6,64}")
+
+# Integrity flags set at entry (Participant.integrity_flags).
+REENTRY_SAME_BROWSER = "reentry_same_browser"
+REENTRY_SAME_NETWORK = "reentry_same_network"
+# Participations that ended without completing: coming back under a new PID after one of these
+# is how a declined, failed or timed-out participant would collect a completion code.
+ENDED_UNCOMPLETED = [
+    Participant.Status.NO_CONSENT,
+    Participant.Status.FAILED_ATTENTION,
+    Participant.Status.TIMED_OUT,
+    Participant.Status.RETURNED,
+]
 
 
 class FlowError(Exception):
@@ -74,10 +93,50 @@ class BodyTooLarge(FlowError):
     reason = "body_too_large"
 
 
+class TimedOut(FlowError):
+    """The participant's time (the study's maximum minutes since entry) has run out."""
+
+    status = 410
+    reason = "timed_out"
+
+    def __init__(self, study: Study) -> None:
+        super().__init__(
+            f"Your time for this study has run out: it allows {study.maximum_minutes} minutes "
+            "from when you opened it. Your answers so far are kept, but no more can be given. "
+            "Please return the study on Prolific (open it there and choose “Stop without "
+            "completing”)."
+        )
+
+
+# Refusals over the caps of `refusal_log` are logged at most once a minute per participant (or
+# study), per process: key → (when last logged, how many were not logged since).
+REFUSAL_OVERFLOW_LOG_SECONDS = 60.0
+_refusal_overflow: dict[str, tuple[float, int]] = {}
+
+
 def refusal_log(
     *, error: FlowError, study: Study | None = None, participant: Participant | None = None
 ) -> None:
-    """Keep a record of a refused participant action (and log it)."""
+    """Keep a record of a refused participant action (and log it), within bounds.
+
+    At most FVR_REFUSALS_PER_PARTICIPANT rows per participant and, for refusals before
+    admission, FVR_ANONYMOUS_REFUSALS_PER_HOUR per study and clock hour, so that a hostile
+    client cannot fill the database; past either, the refusal is answered as before but only
+    logged, rate-limited. (The count is read before the insert: concurrent refusals may pass a
+    cap by a few rows.)
+    """
+    now = timezone.now()
+    if participant is not None:
+        kept = RefusedRequest.objects.filter(participant=participant)
+        cap, scope = settings.FVR_REFUSALS_PER_PARTICIPANT, f"participant {participant.pseudonym}"
+    else:
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        kept = RefusedRequest.objects.filter(study=study, participant=None, at__gte=hour)
+        cap = settings.FVR_ANONYMOUS_REFUSALS_PER_HOUR
+        scope = f"study {study.slug if study else '-'} (before admission, this hour)"
+    if kept.count() >= cap:
+        _refusal_overflow_log(scope=scope, cap=cap, reason=error.reason, now=now.timestamp())
+        return
     logger.warning(
         "refused %s study=%s participant=%s: %s",
         error.reason,
@@ -90,17 +149,50 @@ def refusal_log(
     )
 
 
-def _validated_prolific_id(name: str, value: str | None) -> str:
+def _refusal_overflow_log(*, scope: str, cap: int, reason: str, now: float) -> None:
+    """Log a refusal past the cap: the first at once, then one line a minute with a count."""
+    last, unlogged = _refusal_overflow.get(scope, (None, 0))
+    if last is not None and now - last < REFUSAL_OVERFLOW_LOG_SECONDS:
+        _refusal_overflow[scope] = (last, unlogged + 1)
+        return
+    if len(_refusal_overflow) > 10_000:  # a bound on this process's memory too
+        _refusal_overflow.clear()
+    _refusal_overflow[scope] = (now, 0)
+    logger.warning(
+        "refused %s for %s: refusal log full (%d rows), not stored; %d more not logged before",
+        reason,
+        scope,
+        cap,
+        unlogged,
+    )
+
+
+def _validated_prolific_id(name: str, value: str | None, *, any_ids: bool = False) -> str:
+    """The ID as Prolific issues it, in lower case; with `any_ids` a made-up one as given."""
     if value is None or value == "":
         raise EntryRefused(
             f"The link is missing {name}. Please open the study again from Prolific."
         )
+    if any_ids:
+        if not MADE_UP_ID_RE.fullmatch(value):
+            raise EntryRefused(
+                f"{name} is not a valid identifier (6–64 letters, digits, '-' or '_'). "
+                "Please open the study again from its link."
+            )
+        return value
     if not PROLIFIC_ID_RE.fullmatch(value):
-        raise EntryRefused(
-            f"{name} is not a valid Prolific identifier (6–64 letters, digits, '-' or '_'). "
-            "Please open the study again from Prolific."
+        # The value itself is not repeated: it may be anything, and it may be a Prolific ID.
+        found = (
+            f"this one has {len(value)} characters"
+            if len(value) != 24
+            else "this one has other characters"
         )
-    return value
+        raise EntryRefused(
+            f"{name} is not a valid Prolific ID: Prolific's IDs are 24 characters long, made "
+            f"only of the digits 0–9 and the letters a–f ({found}). Please open the study "
+            "again from Prolific, with the link exactly as Prolific gives it."
+        )
+    return value.lower()
 
 
 def participant_enter(
@@ -110,20 +202,31 @@ def participant_enter(
     study_id: str | None,
     session_id: str | None,
     user_agent: str = "",
+    client_hash: str = "",
+    browser_participant_id: int | None = None,
 ) -> Participant:
-    """Admit (or resume) the participant arriving from Prolific with these URL parameters."""
-    pid = _validated_prolific_id("PROLIFIC_PID", prolific_pid)
-    sid = _validated_prolific_id("STUDY_ID", study_id)
-    session = _validated_prolific_id("SESSION_ID", session_id)
-    if study.prolific_study_id and sid != study.prolific_study_id:
+    """Admit (or resume) the participant arriving from Prolific with these URL parameters.
+
+    ``client_hash``: the keyed hash of the client's network (survey.ratelimit.client_key),
+    never the address; ``browser_participant_id``: the participant this browser's signed
+    cookie names for the study, if any. Both only serve to flag a re-entry under a new PID.
+    """
+    any_ids = study.accept_any_ids
+    pid = _validated_prolific_id("PROLIFIC_PID", prolific_pid, any_ids=any_ids)
+    sid = _validated_prolific_id("STUDY_ID", study_id, any_ids=any_ids)
+    session = _validated_prolific_id("SESSION_ID", session_id, any_ids=any_ids)
+    if study.prolific_study_id and sid.lower() != study.prolific_study_id.strip().lower():
         raise EntryRefused(
             "This link's STUDY_ID does not belong to this study. "
             "Please open the study again from Prolific."
         )
     pseudonym = pseudonymise(pid)
-    existing = Participant.objects.filter(study=study, pseudonym=pseudonym).first()
+    existing = (
+        Participant.objects.filter(study=study, pseudonym=pseudonym).select_related("study").first()
+    )
     if existing is not None:
-        return existing  # Re-entry resumes (or explains, if finished).
+        # Re-entry resumes (or explains, if finished or out of time).
+        return participant_time_out_if_due(participant=existing)
     if study.status != Study.Status.OPEN:
         raise StudyUnavailable(
             "This study is not open at the moment. Please return it on Prolific; "
@@ -141,13 +244,21 @@ def participant_enter(
                     "This SESSION_ID is already in use by another participant. "
                     "Please open the study again from your own Prolific link."
                 )
+            now = timezone.now()
+            # Abandoned arrivals give their places back once their time is up (as on Prolific).
+            _overdue_time_out(locked, now)
             if locked.max_participants is not None:
-                taken = locked.participants.counted_for_balance().count()
+                taken = locked.participants.counted_for_balance(now=now).count()
                 if taken >= locked.max_participants:
                     raise StudyUnavailable(
                         "All places in this study have been taken. Please return it on "
                         "Prolific; you will not be penalised."
                     )
+            flags = _reentry_flags(
+                locked, client_hash=client_hash, browser_participant_id=browser_participant_id
+            )
+            if flags:
+                logger.warning("entry to %s flagged: %s", locked.slug, ", ".join(flags))
             return Participant.objects.create(
                 study=locked,
                 prolific_pid=pid,
@@ -155,10 +266,98 @@ def participant_enter(
                 session_id=session,
                 # PostgreSQL text cannot hold NUL: a forged header must not become a 500.
                 user_agent=user_agent.replace("\x00", "")[:300],
+                client_hash=client_hash[:32],
+                integrity_flags=flags,
             )
     except IntegrityError:
         # Another request for the same PID won the race: resume that participation.
         return Participant.objects.get(study=study, pseudonym=pseudonym)
+
+
+def _reentry_flags(
+    study: Study, *, client_hash: str, browser_participant_id: int | None
+) -> list[str]:
+    """Why a new participant may be someone whose participation here ended uncompleted.
+
+    Flagged, never refused: a browser or a network is not a person (a shared family computer,
+    a household, a university or mobile network behind one address), and clearing cookies or
+    changing network evades either check, so refusing would turn away honest people while
+    stopping few of the others. The flag keeps the participant out of automatic approval and
+    shows the researcher what to review against Prolific's records.
+    """
+    ended = Participant.objects.filter(study=study, status__in=ENDED_UNCOMPLETED)
+    flags = []
+    if browser_participant_id is not None and ended.filter(pk=browser_participant_id).exists():
+        flags.append(REENTRY_SAME_BROWSER)
+    if client_hash and ended.filter(client_hash=client_hash).exists():
+        flags.append(REENTRY_SAME_NETWORK)
+    return flags
+
+
+def participant_time_is_up(participant: Participant, *, now: datetime | None = None) -> bool:
+    """The participant is active but their study's maximum minutes since entry have passed."""
+    if participant.status != Participant.Status.ACTIVE:
+        return False
+    limit = timedelta(minutes=participant.study.maximum_minutes)
+    return (now or timezone.now()) >= participant.entered_at + limit
+
+
+def participant_time_out_if_due(
+    *, participant: Participant, now: datetime | None = None
+) -> Participant:
+    """The participant, marked TIMED_OUT first if their time is up (no query if it is not).
+
+    Called on each participant request (survey.views.participant_page), so that a page or an
+    answer after the time is up is refused and stores nothing.
+    """
+    if not participant_time_is_up(participant, now=now):
+        return participant
+    study = participant.study
+    Participant.objects.filter(pk=participant.pk, status=Participant.Status.ACTIVE).update(
+        **_time_out_changes(study)
+    )
+    # Whatever stands now (another request may have finished the participation first).
+    return Participant.objects.select_related("study").get(pk=participant.pk)
+
+
+def participants_time_out(*, study: Study | None = None, now: datetime | None = None) -> int:
+    """Mark active participants past their study's maximum minutes TIMED_OUT (of one study, or
+    of all); return how many. For a management command or the admin: arrivals, question
+    assignment and the participant's own requests also do it as they go."""
+    now = now or timezone.now()
+    if study is not None:
+        studies = [study.pk]
+    else:
+        studies = list(
+            Participant.objects.overdue(now=now).order_by().values_list("study_id", flat=True)
+        )
+    marked = 0
+    for study_pk in sorted(set(studies)):
+        with transaction.atomic():
+            marked += _overdue_time_out(_locked_study(study_pk), now)
+    return marked
+
+
+def _time_out_changes(study: Study) -> dict[str, object]:
+    # Ended when the time was up (not when noticed): retention and durations count from there.
+    return {
+        "status": Participant.Status.TIMED_OUT,
+        "step": Participant.Step.DONE,
+        "finished_at": F("entered_at") + timedelta(minutes=study.maximum_minutes),
+    }
+
+
+def _overdue_time_out(study: Study, now: datetime) -> int:
+    """Mark the study's overdue participants TIMED_OUT; the caller holds the study row lock."""
+    overdue = list(
+        Participant.objects.filter(study=study).overdue(now=now).values_list("pk", flat=True)
+    )
+    if not overdue:
+        return 0
+    # `status=ACTIVE` again in the UPDATE itself: a participant who finished meanwhile stays so.
+    return Participant.objects.filter(pk__in=overdue, status=Participant.Status.ACTIVE).update(
+        **_time_out_changes(study)
+    )
 
 
 @transaction.atomic
@@ -253,6 +452,9 @@ def participant_start_questions(
     rng = rng or random.SystemRandom()
     # Lock the study row first, then the participant: one deterministic lock order for all.
     study = _locked_study(participant.study_id)
+    # Participants whose time is up stop counting for balance (this one too, if so: then the
+    # step below is DONE and nothing is assigned).
+    _overdue_time_out(study, timezone.now())
     p = _locked(participant)
     if p.step != Participant.Step.INSTRUCTIONS:
         return p
@@ -314,22 +516,22 @@ def assignment_served(*, assignment: Assignment, now: datetime | None = None) ->
 
 
 def answer_validate(
-    *, k: int, selected_ranks: list[int], none_selected: bool, confidence: int
+    *, k: int, selected_photos: list[int], none_selected: bool, confidence: int
 ) -> list[int]:
-    """Check one answer's shape; return the selected ranks sorted."""
+    """Check one answer's shape; return the selected photo numbers (1..K as shown) sorted."""
     if not isinstance(confidence, int) or isinstance(confidence, bool) or not 1 <= confidence <= 5:
         raise InvalidAnswer("Confidence must be a whole number from 1 to 5.")
-    ranks = sorted(set(selected_ranks))
-    if len(ranks) != len(selected_ranks):
+    photos = sorted(set(selected_photos))
+    if len(photos) != len(selected_photos):
         raise InvalidAnswer("Each photo can be selected only once.")
-    for rank in ranks:
-        if not isinstance(rank, int) or isinstance(rank, bool) or not 1 <= rank <= k:
+    for photo in photos:
+        if not isinstance(photo, int) or isinstance(photo, bool) or not 1 <= photo <= k:
             raise InvalidAnswer(f"Selected photos must be numbered 1 to {k}.")
-    if none_selected and ranks:
+    if none_selected and photos:
         raise InvalidAnswer("Choose either photos or 'none of these', not both.")
-    if not none_selected and not ranks:
+    if not none_selected and not photos:
         raise InvalidAnswer("Select at least one photo, or 'none of these'.")
-    return ranks
+    return photos
 
 
 # What an answer can change on its participant (saved alone: a smaller UPDATE).
@@ -354,17 +556,21 @@ def response_record(
     *,
     participant: Participant,
     question: Assignment | str,
-    selected_ranks: list[int],
+    selected_photos: list[int],
     none_selected: bool,
     confidence: int,
     now: datetime | None = None,
 ) -> AnswerResult:
-    """Store the answer to the participant's current question; the first answer stands."""
+    """Store the answer to the participant's current question; the first answer stands.
+
+    ``selected_photos`` are the photo numbers the participant saw (1 = first on the page);
+    they are mapped to the recognizer's ranks here, with the question's stored display order,
+    so nothing a participant posts or reads names a rank."""
     try:
         return _response_record(
             participant=participant,
             question=question,
-            selected_ranks=selected_ranks,
+            selected_photos=selected_photos,
             none_selected=none_selected,
             confidence=confidence,
             now=now,
@@ -379,7 +585,7 @@ def _response_record(
     *,
     participant: Participant,
     question: Assignment | str,
-    selected_ranks: list[int],
+    selected_photos: list[int],
     none_selected: bool,
     confidence: int,
     now: datetime | None,
@@ -400,6 +606,9 @@ def _response_record(
     if assignment.answered:
         existing = Response.objects.get(assignment=assignment)
         return AnswerResult(response=existing, created=False, participant=p)
+    if participant_time_is_up(p, now=now):
+        # Not marked here: the refusal rolls this transaction back (the pages mark it).
+        raise TimedOut(p.study)
     if p.is_finished or p.step != Participant.Step.QUESTIONS:
         raise AnswerRefused("You have already finished the questions; no more answers are taken.")
     if assignment.position != p.current_position:
@@ -408,12 +617,14 @@ def _response_record(
             f"{p.current_position}. Please answer the question shown on your screen."
         )
     study = p.study
-    ranks = answer_validate(
+    photos = answer_validate(
         k=study.k,
-        selected_ranks=selected_ranks,
+        selected_photos=selected_photos,
         none_selected=none_selected,
         confidence=confidence,
     )
+    order = assignment.display_order(study.k)
+    ranks = sorted(order[photo - 1] for photo in photos)
     now = now or timezone.now()
     served_at = assignment.served_at or now
     (faces,) = candidate_faces(assignment.match_set)

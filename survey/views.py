@@ -16,15 +16,16 @@ from django.views.decorators.http import require_http_methods
 from survey import services
 from survey.browser import (
     browser_participant,
+    browser_participants,
     browser_remember,
     refusal_recalled,
     refusal_remember,
 )
-from survey.faces import candidate_faces
+from survey.faces import CandidateFace, candidate_faces
 from survey.flow import progress, question_url, step_url
 from survey.forms import AnswerForm, ConsentForm, DemographicsForm
 from survey.models import Assignment, Confidence, Participant, Study
-from survey.ratelimit import RateLimited, entry_rate_check
+from survey.ratelimit import RateLimited, client_ip, client_key, entry_rate_check
 
 Step = Participant.Step
 View = Callable[..., HttpResponse]
@@ -95,6 +96,9 @@ def participant_page(step: str) -> Callable[[View], View]:
                     status=403,
                 )
                 return refusal_response(request, error, study)
+            participant = services.participant_time_out_if_due(participant=participant)
+            if participant.status == Participant.Status.TIMED_OUT:
+                return timed_out_response(request, participant)
             if participant.step != step:
                 if request.method == "POST":
                     log_stale_post(participant, f"a {step} page was submitted")
@@ -104,6 +108,15 @@ def participant_page(step: str) -> Callable[[View], View]:
         return wrapper
 
     return decorator
+
+
+def timed_out_response(request: HttpRequest, participant: Participant) -> HttpResponse:
+    """Every page of a timed-out participant: their time ran out, return the study on Prolific.
+    A submission (an answer, a form) is refused, stores nothing and is logged."""
+    error = services.TimedOut(participant.study)
+    if request.method == "POST":
+        services.refusal_log(error=error, study=participant.study, participant=participant)
+    return refusal_response(request, error, participant.study)
 
 
 def log_stale_post(participant: Participant, what: str) -> None:
@@ -127,6 +140,13 @@ def page_context(participant: Participant, questions: int | None = None, **extra
         "progress_percent": round(100 * done / total) if total else 100,
         **extra,
     }
+
+
+def entry_client_hash(request: HttpRequest) -> str:
+    """The keyed hash of the client's network (survey.ratelimit); '' when it has no address
+    (a shared '' would make every such client look like one)."""
+    ip = client_ip(request)
+    return client_key(ip) if ip else ""
 
 
 @participant_headers
@@ -156,6 +176,10 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
             study_id=params.get("STUDY_ID"),
             session_id=params.get("SESSION_ID"),
             user_agent=request.headers.get("User-Agent", ""),
+            # For re-entry flags only: the network's keyed hash (never the address, and behind
+            # FVR_TRUSTED_PROXIES the client's), and whom this browser was before.
+            client_hash=entry_client_hash(request),
+            browser_participant_id=browser_participants(request).get(study.slug),
         )
     except services.FlowError as error:
         services.refusal_log(error=error, study=study)
@@ -254,10 +278,13 @@ def question_payload(
     number, total = assignment.position, assignment.question_total
     shown = [assignment.match_set] + ([following.match_set] if following is not None else [])
     faces = candidate_faces(*shown)  # this question's and the next one's
-    by_rank = {c.rank: c for c in faces[0]}
+    photos = shown_in_order(assignment, faces[0], k)
     preload = []
     if following is not None:
-        preload = [following.match_set.query_image.url] + [c.url for c in faces[1]]
+        # In the next question's display order: a rank-ordered list would tell its answer.
+        preload = [following.match_set.query_image.url] + [
+            face.url for face in shown_in_order(following, faces[1], k)
+        ]
     attention = None
     if assignment.is_attention_check:
         attention = {
@@ -272,15 +299,21 @@ def question_payload(
         "url": question_url(slug, number),
         "next_url": question_url(slug, number + 1, total),
         "query_image": assignment.match_set.query_image.url,
-        "candidates": [
-            {"number": n, "rank": rank, "url": by_rank[rank].url}
-            for n, rank in enumerate(assignment.display_order(k), start=1)
-        ],
+        # Photo numbers and image URLs only: nothing here names a rank, a score or the truth.
+        "candidates": [{"number": n, "url": face.url} for n, face in enumerate(photos, start=1)],
         "attention": attention,
         "preload": preload,
         "progress": {"done": done, "total": steps},
         "button": "Finish the questions" if number == total else "Next question",
     }
+
+
+def shown_in_order(
+    assignment: Assignment, faces: tuple[CandidateFace, ...], k: int
+) -> list[CandidateFace]:
+    """A question's candidates in the order its participant sees them (Photo 1 first)."""
+    by_rank = {face.rank: face for face in faces}
+    return [by_rank[rank] for rank in assignment.display_order(k)]
 
 
 def wants_json(request: HttpRequest) -> bool:
@@ -328,7 +361,7 @@ def question(request: HttpRequest, participant: Participant, position: int) -> H
             result = services.response_record(
                 participant=participant,
                 question=str(form.cleaned_data["question"]),
-                selected_ranks=form.cleaned_data["selected"],
+                selected_photos=form.cleaned_data["selected"],
                 none_selected=form.cleaned_data["none_of_these"],
                 confidence=form.cleaned_data["confidence"],
             )
@@ -353,7 +386,7 @@ def question(request: HttpRequest, participant: Participant, position: int) -> H
         assignment.question_total,
         form=form,
         q=shown,
-        candidates=[c | {"checked": str(c["rank"]) in selected} for c in shown["candidates"]],
+        candidates=[c | {"checked": str(c["number"]) in selected} for c in shown["candidates"]],
         confidence_value=str(form["confidence"].value() or ""),
         none_checked=bool(form["none_of_these"].value()),
         preload=shown["preload"],

@@ -1,5 +1,6 @@
 """factory_boy factories and builders for survey objects (synthetic images, never photos)."""
 
+import hashlib
 import io
 import random
 
@@ -8,6 +9,25 @@ from django.core.files.base import ContentFile
 from PIL import Image
 
 from survey.models import Candidate, FvrMethod, MatchSet, Study
+from survey.services import MADE_UP_ID_RE, PROLIFIC_ID_RE
+
+
+def prolific_id(label: object) -> str:
+    """A Prolific-format ID (24 lowercase hex characters) named by ``label``: the same label
+    gives the same ID, so tests can say "PID000001" and still pass the real ID check."""
+    return hashlib.sha256(f"prolific-id:{label}".encode()).hexdigest()[:24]
+
+
+def id_for(study: Study, label: str) -> str:
+    """``label`` itself when the study takes it (a Prolific-format ID, or a made-up one where
+    the study accepts any IDs), else the Prolific-format ID it names."""
+    if PROLIFIC_ID_RE.fullmatch(label) or (study.accept_any_ids and MADE_UP_ID_RE.fullmatch(label)):
+        return label
+    return prolific_id(label)
+
+
+# The STUDY_ID that tests' links carry when a study has no prolific_study_id of its own.
+STUDY_ID = prolific_id("STUDY0001")
 
 
 def synthetic_jpeg(seed: int, size: int = 32) -> ContentFile:

@@ -7,7 +7,7 @@ from django.test import Client, override_settings
 from django.urls import path
 
 from config.errors import RETRY_AFTER_SECONDS
-from tests.factories import study_with_match_sets
+from tests.factories import STUDY_ID, prolific_id, study_with_match_sets
 
 
 def database_restarting(request: HttpRequest) -> HttpResponse:
@@ -73,7 +73,11 @@ def test_unknown_pages_and_unreadable_requests_get_pages_that_say_what_to_do(cli
     assert b"open the study again from your Prolific link" in missing.content
     # More form fields than DATA_UPLOAD_MAX_NUMBER_FIELDS: Django's own 400, our page.
     study = study_with_match_sets()
-    ids = {"PROLIFIC_PID": "PIDERRORS01", "STUDY_ID": "STUDY0001", "SESSION_ID": "SESSERR01"}
+    ids = {
+        "PROLIFIC_PID": prolific_id("PIDERRORS01"),
+        "STUDY_ID": STUDY_ID,
+        "SESSION_ID": prolific_id("SESSERR01"),
+    }
     assert client.get(f"/s/{study.slug}/", ids).status_code == 302
     with override_settings(DATA_UPLOAD_MAX_NUMBER_FIELDS=3):
         refused = client.post(f"/s/{study.slug}/consent/", {f"f{i}": "x" for i in range(10)})

@@ -34,6 +34,12 @@ def answer_key(answer: dict) -> AnswerKey:
     )
 
 
+def shown_as(ranks: list[int], order: list[int], k: int) -> tuple[int, ...]:
+    """The photo numbers under which these candidate ranks were shown, sorted."""
+    order = list(order) or list(range(1, k + 1))
+    return tuple(sorted(order.index(rank) + 1 for rank in ranks))
+
+
 def spread_by_method(study: Study) -> dict[str, int]:
     """Per FVR method: most minus fewest participants assigned to one of its match sets."""
     counts: dict[str, list[int]] = {}
@@ -51,15 +57,17 @@ def invariants_check(*, slug: str, log: dict) -> Findings:
     found = Findings()
     study = Study.objects.get(slug=slug)
     acked = [answer_key(a) for a in log["acked"]]
+    # Participants post photo numbers; the stored ranks map back through the display order.
     stored = [
-        (pid, position, str(token), tuple(ranks), none, confidence)
-        for pid, position, token, ranks, none, confidence in Response.objects.filter(
+        (pid, position, str(token), shown_as(ranks, order, study.k), none, confidence)
+        for pid, position, token, ranks, order, none, confidence in Response.objects.filter(
             participant__study=study
         ).values_list(
             "participant__prolific_pid",
             "assignment__position",
             "assignment__token",
             "selected_ranks",
+            "assignment__candidate_order",
             "none_selected",
             "confidence",
         )

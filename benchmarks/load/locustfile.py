@@ -229,7 +229,7 @@ class Participant(FastHttpUser):
             token=token.group(1),
             csrf=csrf.group(1),
             images=IMG_RE.findall(form.group(0)),
-            photos={int(n): rank for n, rank in CANDIDATE_RE.findall(html)},
+            photos={int(n): value for n, value in CANDIDATE_RE.findall(html)},
             told=(int(told.group(1)), confidences[told.group(2)]) if told else None,
         )
 
@@ -241,7 +241,7 @@ class Participant(FastHttpUser):
             token=data["token"],
             csrf=csrf,
             images=[data["query_image"], *(c["url"] for c in data["candidates"])],
-            photos={c["number"]: str(c["rank"]) for c in data["candidates"]},
+            photos={c["number"]: str(c["number"]) for c in data["candidates"]},
             told=(told["photo"], by_label[told["label"]]) if told else None,
         )
 
@@ -263,14 +263,14 @@ class Participant(FastHttpUser):
             confidence = random.choice(scale)
         self.pause(PLAN.think_seconds)
         fields = [("csrfmiddlewaretoken", shown.csrf), ("question", shown.token)]
-        fields += [("confidence", confidence), *(("selected", rank) for rank in selected)]
+        fields += [("confidence", confidence), *(("selected", photo) for photo in selected)]
         if none:
             fields.append(("none_of_these", "on"))
         answer = {
             "pid": pid,
             "position": position,
             "token": shown.token,
-            "selected": sorted(int(r) for r in selected),
+            "selected": sorted(int(photo) for photo in selected),
             "none": none,
             "confidence": int(confidence),
         }
@@ -312,5 +312,5 @@ class Shown:
     token: str
     csrf: str
     images: list[str]
-    photos: dict[int, str]  # "Photo N" -> candidate rank
+    photos: dict[int, str]  # "Photo N" -> the value its checkbox posts
     told: tuple[int, str] | None  # an attention check's (photo, confidence value)

@@ -95,19 +95,19 @@ def main() -> None:
         while "/question/" in path:
             if shown is None:
                 html = call(client, "question GET", "get", path).content.decode()
-                numbers = {int(n): rank for n, rank in PHOTO_RE.findall(html)}
+                numbers = {int(n): value for n, value in PHOTO_RE.findall(html)}
                 scale = {label.strip(): value for value, label in CONFIDENCE_RE.findall(html)}
                 told, said = ATTENTION_RE.search(html), TOLD_RE.search(html)
-                rank = numbers[int(told.group(1))] if told else numbers[1]
+                photo = numbers[int(told.group(1))] if told else numbers[1]
                 confidence = scale[said.group(1)] if told and said else "3"
                 token = TOKEN_RE.search(html).group(1)
             else:
-                numbers = {c["number"]: str(c["rank"]) for c in shown["candidates"]}
+                numbers = {c["number"]: str(c["number"]) for c in shown["candidates"]}
                 told = shown["attention"]
-                rank = numbers[told["photo"]] if told else numbers[1]
+                photo = numbers[told["photo"]] if told else numbers[1]
                 confidence = scale[told["label"]] if told else "3"
                 token = shown["token"]
-            fields = {"question": token, "selected": [rank], "confidence": confidence}
+            fields = {"question": token, "selected": [photo], "confidence": confidence}
             if args.javascript:
                 reply = call(client, "answer (JSON)", "post", path, fields, json=True).json()
                 path, shown = reply["next"], reply["question"]

@@ -374,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     front = None
     if args.proxy == "nginx":
         server.env["FVR_SERVE_MEDIA_WHITENOISE"] = "0"  # nginx serves media; gunicorn never does
+        # As deploy/fvr-study.env: nginx on loopback is the proxy whose X-Forwarded-For is read.
+        server.env["FVR_TRUSTED_PROXIES"] = "127.0.0.1"
         front = Nginx(
             workdir=args.workdir,
             port=free_port(),

@@ -46,7 +46,9 @@ def server_environment(*, database_url: str, workdir: Path) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": database_url,
         "DJANGO_PRODUCTION": "1",
+        # Production refuses to start without both keys; random ones for each run.
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "FVR_PSEUDONYM_KEY": secrets.token_urlsafe(50),
         # Loopback has no TLS: no HTTPS redirect or Secure cookies (a TLS proxy does this part).
         "DJANGO_SECURE": "0",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",

@@ -181,7 +181,7 @@
   function swapQuestion(form, q, notice, shown, fresh) {
     shown.forEach(function (img, i) { img.replaceWith(fresh[i]); });
     form.querySelectorAll("input[name=selected]").forEach(function (input, i) {
-      input.value = String(q.candidates[i].rank);
+      input.value = String(q.candidates[i].number);
       input.checked = false;
     });
     form.querySelectorAll("input[name=none_of_these], input[name=confidence]").forEach(

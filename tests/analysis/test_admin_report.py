@@ -5,7 +5,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
-from analysis.models import AnalysisRun
+from analysis.models import REPORT_FILES, AnalysisRun
 from analysis.services import responses_simulate, study_analyze
 from survey.models import AuditEvent, Study
 from tests.factories import study_with_match_sets
@@ -126,3 +126,46 @@ def test_changelist_and_index_link_to_the_report_pages(admin_client: Client, stu
     assert "summary.json" in detail.content.decode()
     index = admin_client.get(reverse("admin:analysis_study_reports"))
     assert report_url(study) in index.content.decode()
+
+
+def staff_with(django_user_model, *codenames: str):
+    """A staff user with the view permissions of studies and runs, plus these codenames."""
+    user = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    names = ["view_study", "view_analysisrun", *codenames]
+    user.user_permissions.add(*Permission.objects.filter(codename__in=names))
+    return user
+
+
+def test_view_only_staff_see_the_report_page_but_download_no_report_file(
+    client: Client, study: Study, django_user_model, tmp_path
+) -> None:
+    run = study_analyze(study=study, out_dir=tmp_path, overrides=QUICK)
+    client.force_login(staff_with(django_user_model))
+    page = client.get(report_url(study))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "<iframe" not in html
+    assert reverse("admin:analysis_run_file", args=[run.pk, "responses_long.csv"]) not in html
+    assert "needs the permission to export" in html
+    present = [name for name in REPORT_FILES if run.report_file(name)]
+    assert "responses_long.csv" in present
+    for name in present:
+        url = reverse("admin:analysis_run_file", args=[run.pk, name])
+        assert client.get(url).status_code == 403, name
+    assert not AuditEvent.objects.filter(action=AuditEvent.Action.EXPORT).exists()
+
+
+def test_staff_with_the_export_permission_download_every_report_file(
+    client: Client, study: Study, django_user_model, tmp_path
+) -> None:
+    run = study_analyze(study=study, out_dir=tmp_path, overrides=QUICK)
+    client.force_login(staff_with(django_user_model, "export_responses"))
+    frame = reverse("admin:analysis_run_file", args=[run.pk, "report.html"])
+    assert f'src="{frame}"' in client.get(report_url(study)).content.decode()
+    present = [name for name in REPORT_FILES if run.report_file(name)]
+    for name in present:
+        response = client.get(reverse("admin:analysis_run_file", args=[run.pk, name]))
+        assert response.status_code == 200, name
+        b"".join(response.streaming_content)
+    exports = AuditEvent.objects.filter(action=AuditEvent.Action.EXPORT)
+    assert sorted(e.detail["format"] for e in exports) == sorted(present)

@@ -10,10 +10,13 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 from django.test import override_settings
 from pytest_django.live_server_helper import LiveServer
 
+from survey import prolific
 from tests.conftest import CHROMIUM
+from tests.survey.prolific_replay import TOKEN
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -123,3 +126,19 @@ def page(context: object) -> Iterator:
     )
     yield p
     assert not errors, f"JavaScript errors or CSP violations on the page: {errors}"
+
+
+@pytest.fixture
+def replay(monkeypatch, settings):
+    """Prolific's real client, answered by recordings (tests/survey/prolific_replay.py): set
+    `["adapter"]` per test."""
+    settings.FVR_PROLIFIC_TOKEN = TOKEN
+    holder = {}
+
+    def session() -> requests.Session:
+        s = requests.Session()
+        s.mount("https://", holder["adapter"])
+        return s
+
+    monkeypatch.setattr(prolific.ProlificClient, "session_factory", staticmethod(session))
+    return holder

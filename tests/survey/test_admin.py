@@ -15,7 +15,7 @@ from survey.models import (
     Response,
     Study,
 )
-from tests.factories import StudyFactory, study_with_match_sets
+from tests.factories import StudyFactory, prolific_id, study_with_match_sets
 from tests.survey.helpers import answer_current, at_questions, entered
 
 pytestmark = pytest.mark.django_db
@@ -50,7 +50,7 @@ def study() -> Study:
         services.response_record(
             participant=active,
             question=other,
-            selected_ranks=[1],
+            selected_photos=[1],
             none_selected=False,
             confidence=3,
         )
@@ -107,16 +107,16 @@ def test_every_changelist_and_change_page_renders_for_a_superuser(admin_client, 
 def test_participant_lists_show_pseudonyms_never_prolific_ids(admin_client, study):
     for model in PARTICIPANT_MODELS:
         html = admin_client.get(_changelist(model)).content.decode()
-        assert "PIDACTIVE1" not in html
-        assert "PIDDONE001" not in html
+        assert prolific_id("PIDACTIVE1") not in html
+        assert prolific_id("PIDDONE001") not in html
     html = admin_client.get(_changelist(Participant)).content.decode()
     for p in Participant.objects.all():
         assert p.pseudonym in html
 
 
 def test_participant_can_be_found_by_pseudonym_or_by_prolific_id(admin_client, study):
-    done = Participant.objects.get(prolific_pid="PIDDONE001")
-    by_id = admin_client.get(_changelist(Participant), {"q": "PIDDONE001"})
+    done = Participant.objects.get(prolific_pid=prolific_id("PIDDONE001"))
+    by_id = admin_client.get(_changelist(Participant), {"q": prolific_id("PIDDONE001")})
     assert list(by_id.context["cl"].result_list) == [done]
     by_pseudonym = admin_client.get(_changelist(Participant), {"q": done.pseudonym[:8]})
     assert list(by_pseudonym.context["cl"].result_list) == [done]

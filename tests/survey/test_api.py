@@ -24,7 +24,7 @@ def valid_body(p: Participant) -> dict:
     a = Assignment.objects.get(participant=p, position=p.current_position)
     return {
         "question": str(a.token),
-        "selected_ranks": [2],
+        "selected_photos": [a.photo_number(2, p.study.k)],  # the true candidate (rank 2)
         "none_of_these": False,
         "confidence": 4,
     }
@@ -60,8 +60,8 @@ def test_state_then_answer_through_the_api():
         ({"confidence": 3.0}, "confidence"),
         ({"confidence": True}, "confidence"),
         ({"confidence": None}, "confidence"),
-        ({"selected_ranks": [0]}, "selected_ranks"),
-        ({"selected_ranks": ["2"]}, "selected_ranks"),
+        ({"selected_photos": [0]}, "selected_photos"),
+        ({"selected_photos": ["2"]}, "selected_photos"),
         ({"question": "zzz"}, "question"),
     ],
 )
@@ -86,12 +86,14 @@ def test_api_refuses_missing_confidence_and_rank_outside_k():
     assert missing.status_code == 400
     assert "confidence" in missing.json()
     outside = client.post(
-        answer_url(study), {**valid_body(p), "selected_ranks": [6]}, content_type="application/json"
+        answer_url(study),
+        {**valid_body(p), "selected_photos": [6]},
+        content_type="application/json",
     )
     assert outside.status_code == 400
     assert "numbered 1 to 5" in outside.json()["detail"]
     empty = client.post(
-        answer_url(study), {**valid_body(p), "selected_ranks": []}, content_type="application/json"
+        answer_url(study), {**valid_body(p), "selected_photos": []}, content_type="application/json"
     )
     assert empty.status_code == 400
     assert "at least one photo" in empty.json()["detail"]

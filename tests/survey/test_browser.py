@@ -9,7 +9,7 @@ from django.db.models import Count
 
 from survey import services
 from survey.models import Assignment, Candidate, Confidence, PageVisit, Participant, Response
-from tests.factories import study_with_match_sets
+from tests.factories import STUDY_ID, id_for, study_with_match_sets
 from tests.survey.helpers import answer_current, current
 
 pytestmark = pytest.mark.browser
@@ -20,10 +20,13 @@ QUESTION_URL = re.compile(r"/question/(\d+)/$")
 
 
 def arrive(page, study, pid: str) -> Participant:
-    """Open the study from a Prolific link, as Prolific sends participants."""
+    """Open the study from a Prolific link, as Prolific sends participants (``pid`` names a
+    Prolific-format ID, see tests.factories.id_for)."""
+    session = id_for(study, f"SESSION{pid}")
+    pid = id_for(study, pid)
     page.goto(
-        f"/s/{study.slug}/?PROLIFIC_PID={pid}&STUDY_ID={study.prolific_study_id or 'STUDY0001'}"
-        f"&SESSION_ID=SESSION{pid}"
+        f"/s/{study.slug}/?PROLIFIC_PID={pid}&STUDY_ID={study.prolific_study_id or STUDY_ID}"
+        f"&SESSION_ID={session}"
     )
     assert "PROLIFIC_PID" not in page.url
     assert pid not in page.url
@@ -158,7 +161,7 @@ def assert_one_response_per_question(participant: Participant, answered: int) ->
 
 
 def test_participant_completes_the_study_with_reload_back_and_keyboard(page, context, live_server):
-    study = study_with_match_sets(per_method=5, prolific_study_id="STUDY12345")
+    study = study_with_match_sets(per_method=5, prolific_study_id=STUDY_ID)
     requested: set[str] = set()
     context.on("request", lambda r: requested.add(r.url.removeprefix(live_server.url)))
     documents: list[str] = []  # pages loaded (not shown in place by the page's script)

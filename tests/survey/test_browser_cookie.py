@@ -10,9 +10,10 @@ from django.test.utils import CaptureQueriesContext
 
 from survey import browser
 from survey.models import Participant
-from tests.factories import study_with_match_sets
+from tests.factories import prolific_id, study_with_match_sets
 from tests.survey.helpers import browser_participant_id
 from tests.survey.test_views import PARAMS, answer_payload, at_questions, url
+from tests.test_settings import shipped_keys
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +38,11 @@ def test_a_forged_or_edited_cookie_is_refused_and_changes_nothing():
     study = study_with_match_sets()
     victim = at_questions(Client(), study)
     attacker = Client()
-    params = {**PARAMS, "PROLIFIC_PID": "PIDATTACK01", "SESSION_ID": "SESSATTACK01"}
+    params = {
+        **PARAMS,
+        "PROLIFIC_PID": prolific_id("PIDATTACK01"),
+        "SESSION_ID": prolific_id("SESSATTACK01"),
+    }
     at_questions(attacker, study, params)
     # Signed with another key: a participant id the attacker chose.
     forged = signing.dumps({study.slug: victim.pk}, salt=browser.SALT, key="not-the-secret-key")
@@ -47,6 +52,23 @@ def test_a_forged_or_edited_cookie_is_refused_and_changes_nothing():
         assert response.status_code == 403
         assert b"open the study again from your Prolific link" in response.content
     assert Participant.objects.get(pk=victim.pk).current_position == 1
+
+
+def test_no_key_that_ships_in_the_repository_can_sign_a_participant_cookie(rf):
+    study = study_with_match_sets()
+    victim = at_questions(Client(), study)
+    claim = {study.slug: victim.pk}
+    attacker = Client()
+    # The claim signed with the configured key is accepted: only the key differs below.
+    attacker.cookies[browser.COOKIE] = signing.dumps(claim, salt=browser.SALT)
+    assert attacker.get(url("question", study, position=1)).status_code == 200
+    for key in shipped_keys():
+        forged = signing.dumps(claim, salt=browser.SALT, key=key)
+        request = rf.get("/")
+        request.COOKIES[browser.COOKIE] = forged
+        assert browser.browser_participant(request, study.slug) is None, key
+        attacker.cookies[browser.COOKIE] = forged
+        assert attacker.get(url("question", study, position=1)).status_code == 403, key
 
 
 def test_a_cookie_for_one_study_does_not_admit_to_another():
@@ -63,7 +85,11 @@ def test_entering_a_second_study_keeps_the_first():
     first, second = study_with_match_sets(slug="first"), study_with_match_sets(slug="second")
     client = Client()
     p1 = at_questions(client, first)
-    params = {**PARAMS, "PROLIFIC_PID": "PIDVIEW0002", "SESSION_ID": "SESSVIEW02"}
+    params = {
+        **PARAMS,
+        "PROLIFIC_PID": prolific_id("PIDVIEW0002"),
+        "SESSION_ID": prolific_id("SESSVIEW02"),
+    }
     p2 = at_questions(client, second, params)
     assert browser_participant_id(client, first) == p1.pk
     assert p2.study == second

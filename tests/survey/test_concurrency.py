@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from survey import browser
 from survey.models import Assignment, Participant, Response
-from tests.factories import study_with_match_sets
+from tests.factories import STUDY_ID, prolific_id, study_with_match_sets
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -44,7 +44,11 @@ def arrive_and_start(slug: str, pid: str) -> int:
     client = Client()
     entry = client.get(
         reverse("survey:entry", kwargs={"slug": slug}),
-        {"PROLIFIC_PID": pid, "STUDY_ID": "STUDY0001", "SESSION_ID": f"S{pid}"},
+        {
+            "PROLIFIC_PID": prolific_id(pid),
+            "STUDY_ID": STUDY_ID,
+            "SESSION_ID": prolific_id(f"S{pid}"),
+        },
     )
     assert entry.status_code == 302, entry.content
     client.post(reverse("survey:consent", kwargs={"slug": slug}), {"decision": "agree"})
@@ -93,15 +97,19 @@ def test_20_threads_posting_the_same_answer_leave_one_response():
     # Reuse that participant's signed cookie in 20 independent clients.
     client.get(
         reverse("survey:entry", kwargs={"slug": study.slug}),
-        {"PROLIFIC_PID": pid, "STUDY_ID": "STUDY0001", "SESSION_ID": f"S{pid}"},
+        {
+            "PROLIFIC_PID": prolific_id(pid),
+            "STUDY_ID": STUDY_ID,
+            "SESSION_ID": prolific_id(f"S{pid}"),
+        },
     )
-    participant = Participant.objects.get(prolific_pid=pid)
+    participant = Participant.objects.get(prolific_pid=prolific_id(pid))
     question = Assignment.objects.get(participant=participant, position=1)
     cookie = client.cookies[browser.COOKIE].value
     url = reverse("api-answer", kwargs={"slug": study.slug})
     body = {
         "question": str(question.token),
-        "selected_ranks": [2],
+        "selected_photos": [2],
         "none_of_these": False,
         "confidence": 4,
     }

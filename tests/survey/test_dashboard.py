@@ -73,6 +73,7 @@ def test_figures_on_known_data(study):
         "no_consent": 0,
         "failed_attention": 1,
         "returned": 0,
+        "timed_out": 0,
     }
     assert figures["participants"] == 4
     services.participant_finish(participant=right)

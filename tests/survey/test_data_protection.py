@@ -16,7 +16,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from survey import services
-from survey.dataprotection import DataProtectionError, participant_delete, participant_ids_purge
+from survey.dataprotection import (
+    DataProtectionError,
+    participant_delete,
+    participant_ids_purge,
+    submission_hash,
+)
 from survey.exports import csv_text
 from survey.models import (
     Assignment,
@@ -30,7 +35,7 @@ from survey.models import (
     pseudonymise,
 )
 from survey.redaction import MASK
-from tests.factories import study_with_match_sets
+from tests.factories import STUDY_ID, prolific_id, study_with_match_sets
 from tests.survey.helpers import answer_current, at_questions, entered
 
 pytestmark = pytest.mark.django_db
@@ -119,7 +124,7 @@ def test_purge_waits_for_unpaid_bonuses() -> None:
 
     with pytest.raises(DataProtectionError, match="bonus not yet paid"):
         participant_ids_purge(study=study, actor="tester")
-    assert pids(study) == {p.pseudonym: "PIDBONUS04"}
+    assert pids(study) == {p.pseudonym: prolific_id("PIDBONUS04")}
 
     ProlificBonus.objects.filter(pk=bonus.pk).update(state=ProlificBonus.State.PAID)
     assert participant_ids_purge(study=study, actor="tester").purged == {study.slug: 1}
@@ -133,7 +138,7 @@ def test_purge_older_than_selects_by_when_participants_finished() -> None:
     result = participant_ids_purge(study=study, actor="tester", older_than=timedelta(days=30))
 
     assert result.purged == {study.slug: 1}
-    assert pids(study) == {old.pseudonym: "", recent.pseudonym: "PIDNEW0005"}
+    assert pids(study) == {old.pseudonym: "", recent.pseudonym: prolific_id("PIDNEW0005")}
     assert AuditEvent.objects.get().detail["older_than_days"] == 30
 
 
@@ -147,7 +152,7 @@ def test_purge_command_expired_uses_the_retention_setting(settings) -> None:
     call_command("purge_participant_ids", study.slug, "--expired", stdout=out)
 
     assert f"{study.slug}: 1 Prolific ID(s) purged." in out.getvalue()
-    assert pids(study) == {old.pseudonym: "", recent.pseudonym: "PIDNEW0006"}
+    assert pids(study) == {old.pseudonym: "", recent.pseudonym: prolific_id("PIDNEW0006")}
     assert AuditEvent.objects.get().actor == "command:purge_participant_ids"
 
 
@@ -163,7 +168,7 @@ def test_purge_command_dry_run_all_studies_changes_nothing() -> None:
     assert f"{first.slug}: 1 Prolific ID(s) would be purged." in text
     assert f"{second.slug}: 1 Prolific ID(s) would be purged." in text
     assert "Dry run: nothing changed." in text
-    assert Participant.objects.filter(prolific_pid="PIDALL0007").count() == 2
+    assert Participant.objects.filter(prolific_pid=prolific_id("PIDALL0007")).count() == 2
     assert not AuditEvent.objects.exists()
 
     call_command("purge_participant_ids", "--all", stdout=out)
@@ -180,6 +185,54 @@ def test_purge_command_errors_say_what_to_do() -> None:
         call_command("purge_participant_ids", "nope")
     with pytest.raises(CommandError, match="still taking part"):
         call_command("purge_participant_ids", study.slug)
+
+
+def old_style_prolific_audit(participant: Participant) -> AuditEvent:
+    """An audit row as the Prolific operations wrote them before issue 15: the raw SESSION_ID."""
+    return AuditEvent.objects.create(
+        actor="dan",
+        action=Action.PROLIFIC_BONUS,
+        study=participant.study,
+        subject=participant.pseudonym,
+        detail={
+            "submission_id": participant.session_id,
+            "step": "setup failed",
+            "answer": f"Submission {participant.session_id} has not taken part in this study.",
+        },
+    )
+
+
+def test_purge_leaves_submission_ids_nowhere_but_keeps_payment_records_by_hash() -> None:
+    study = study_with_match_sets()
+    p, other = finished(study, "PIDPAID016"), finished(study, "PIDKEEP016")
+    session = p.session_id
+    old_style_prolific_audit(p)
+    bonus = ProlificBonus.objects.create(
+        study=study,
+        submission_id=session,
+        participant=p,
+        amount_pence=150,
+        state=ProlificBonus.State.PAID,
+        prolific_bonus_id="6500aa11bb22cc33dd44ee55",
+        paid_at=timezone.now(),
+        error=f"earlier: Submission {session} was busy",
+    )
+
+    participant_ids_purge(study=study, actor="tester")
+
+    assert survey_rows_mentioning(session) == []
+    bonus.refresh_from_db()
+    assert bonus.submission_id == f"hash:{submission_hash(session)}"
+    assert (bonus.state, bonus.amount_pence, bonus.participant) == ("paid", 150, p)
+    event = AuditEvent.objects.get(action=Action.PROLIFIC_BONUS)
+    assert event.detail["submission_hash"] == submission_hash(session)
+    assert event.detail["answer"] == (
+        f"Submission [submission {submission_hash(session)}] has not taken part in this study."
+    )
+    purge = AuditEvent.objects.get(action=Action.PURGE_IDS)
+    assert purge.detail["bonus_submissions_hashed"] == 1
+    assert purge.detail["audit_events_scrubbed"] == 1
+    assert other.session_id not in json.dumps(list(AuditEvent.objects.values()), default=str)
 
 
 # --- delete_participant ------------------------------------------------------------------
@@ -230,7 +283,7 @@ def test_delete_participant_erases_everything_of_the_person_and_nobody_else() ->
         services.response_record(
             participant=target,
             question=later,
-            selected_ranks=[1],
+            selected_photos=[1],
             none_selected=False,
             confidence=3,
         )
@@ -245,9 +298,9 @@ def test_delete_participant_erases_everything_of_the_person_and_nobody_else() ->
 
     result = participant_delete(
         study=study,
-        prolific_pid="PIDGONE011",
+        prolific_pid=prolific_id("PIDGONE011"),
         actor="staff-alice",
-        reason="Request from PIDGONE011 via Prolific message",
+        reason=f"Request from {prolific_id('PIDGONE011')} via Prolific message",
     )
 
     assert not any(rows_of([target.pk]).values())
@@ -260,7 +313,7 @@ def test_delete_participant_erases_everything_of_the_person_and_nobody_else() ->
         "refused_requests": 1,
     }
     # Nothing anywhere holds the raw ID; only the audit log still names the pseudonym.
-    assert survey_rows_mentioning("PIDGONE011") == []
+    assert survey_rows_mentioning(prolific_id("PIDGONE011")) == []
     assert survey_rows_mentioning(target.pseudonym, skip=(AuditEvent,)) == []
     event = AuditEvent.objects.get(action=Action.DELETE_PARTICIPANT)
     assert (event.actor, event.study, event.subject) == ("staff-alice", study, target.pseudonym)
@@ -301,6 +354,33 @@ def test_delete_participant_refuses_unknown_people_and_missing_reasons() -> None
     assert not AuditEvent.objects.exists()
 
 
+def test_delete_participant_keeps_bonus_rows_under_the_submission_hash_only() -> None:
+    study = study_with_match_sets()
+    p = finished(study, "PIDGONE017")
+    session = p.session_id
+    old_style_prolific_audit(p)
+    ProlificBonus.objects.create(
+        study=study,
+        submission_id=session,
+        participant=p,
+        amount_pence=150,
+        state=ProlificBonus.State.PAID,
+        paid_at=timezone.now(),
+    )
+
+    result = participant_delete(study=study, pseudonym=p.pseudonym, actor="t", reason="request")
+
+    # As DATA_PROTECTION.md says: the payment record stays, unlinked, without the submission ID.
+    assert survey_rows_mentioning(session) == []
+    assert survey_rows_mentioning(p.prolific_pid) == []
+    bonus = ProlificBonus.objects.get()
+    assert (bonus.participant, bonus.amount_pence) == (None, 150)
+    assert bonus.submission_id == f"hash:{submission_hash(session)}"
+    assert result.event.detail["audit_events_scrubbed"] == 1
+    old = AuditEvent.objects.get(action=Action.PROLIFIC_BONUS)
+    assert old.detail["submission_hash"] == submission_hash(session)
+
+
 def test_delete_command_asks_for_confirmation(monkeypatch: pytest.MonkeyPatch) -> None:
     study = study_with_match_sets()
     p = entered(study, pid="PIDASK0013")
@@ -338,7 +418,8 @@ def test_delete_command_reads_the_pid_from_stdin_and_audits_without_it(
 ) -> None:
     study = study_with_match_sets()
     p = finished(study, "PIDSTDIN14")
-    monkeypatch.setattr(sys, "stdin", io.StringIO("PIDSTDIN14\n"))
+    pid = prolific_id("PIDSTDIN14")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{pid}\n"))
     out = io.StringIO()
 
     call_command(
@@ -355,15 +436,13 @@ def test_delete_command_reads_the_pid_from_stdin_and_audits_without_it(
     assert not Participant.objects.filter(pk=p.pk).exists()
     event = AuditEvent.objects.get()
     assert event.actor == "command:delete_participant"
-    assert event.subject == pseudonymise("PIDSTDIN14")
-    assert "PIDSTDIN14" not in json.dumps(
+    assert event.subject == pseudonymise(pid)
+    assert pid not in json.dumps(
         {"actor": event.actor, "subject": event.subject, "detail": event.detail}
     )
-    assert "PIDSTDIN14" not in out.getvalue()
+    assert pid not in out.getvalue()
     with pytest.raises(CommandError, match="No participant with that Prolific ID"):
-        call_command(
-            "delete_participant", study.slug, "--pid", "PIDSTDIN14", "--reason", "again", "--yes"
-        )
+        call_command("delete_participant", study.slug, "--pid", pid, "--reason", "again", "--yes")
 
 
 # --- the audit log: exports, analyses, admin -----------------------------------------------
@@ -458,8 +537,9 @@ def test_audit_log_is_read_only_in_the_admin(staff_client: Client) -> None:
 
 # --- Prolific IDs out of URLs, logs and error reports ---------------------------------------
 
-PID = "PIDSECRET77"
-ENTRY_QUERY = {"PROLIFIC_PID": PID, "STUDY_ID": "STUDY0001", "SESSION_ID": "SESSSECRET77"}
+PID = prolific_id("PIDSECRET77")
+SESSION = prolific_id("SESSSECRET77")
+ENTRY_QUERY = {"PROLIFIC_PID": PID, "STUDY_ID": STUDY_ID, "SESSION_ID": SESSION}
 
 
 def test_entry_redirects_away_from_the_prolific_ids_in_the_url() -> None:
@@ -499,7 +579,7 @@ def test_error_mail_to_admins_never_contains_the_prolific_ids(settings, failing_
     text = report.subject + report.body
     assert "RuntimeError" in text
     assert "Failing row contains" in text
-    for secret in ("PIDSECRET77", "SESSSECRET77"):
+    for secret in (PID, SESSION):
         assert secret not in text
     assert f"PROLIFIC_PID={MASK}" in text
 
@@ -515,7 +595,7 @@ def test_debug_error_page_never_contains_the_prolific_ids(settings, failing_entr
     page = response.content.decode()
     assert "RuntimeError" in page
     assert "Failing row contains" in page
-    for secret in ("PIDSECRET77", "SESSSECRET77"):
+    for secret in (PID, SESSION):
         assert secret not in page
 
 

@@ -349,7 +349,13 @@ def test_command_exits_non_zero_on_problems(tmp_path):
     result = subprocess.run(
         [sys.executable, "manage.py", "import_matchsets", str(tmp_path)],
         cwd=settings.BASE_DIR,
-        env={"PATH": "/usr/bin:/bin", "FVR_VAR_DIR": str(tmp_path / "var")},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "FVR_VAR_DIR": str(tmp_path / "var"),
+            # DEBUG is off: the settings refuse to start without keys.
+            "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+            "FVR_PSEUDONYM_KEY": settings.FVR_PSEUDONYM_KEY,
+        },
         capture_output=True,
         text=True,
         timeout=60,

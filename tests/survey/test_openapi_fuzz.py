@@ -142,7 +142,7 @@ def aimed(case, data: st.DataObject, target: FuzzTarget):
             body = {**case.body, "question": token}
             if data.draw(st.booleans(), label="ranks within K"):
                 k = target.study.k
-                body["selected_ranks"] = data.draw(
+                body["selected_photos"] = data.draw(
                     st.lists(st.integers(1, k), min_size=1, max_size=k, unique=True)
                 )
                 body["none_of_these"] = False

@@ -8,70 +8,27 @@ docs/pilot.md); a recording with ``"body": null`` is an answer without content.
 
 import json
 from io import StringIO
-from pathlib import Path
 
 import pytest
 import requests
 from django.core.management import CommandError, call_command
-from requests.adapters import BaseAdapter
+from django.db import transaction
+from django.utils import timezone
 
 from survey import prolific
+from survey.dataprotection import submission_hash
 from survey.models import AuditEvent, Participant, ProlificBonus, pseudonymise
 from tests.factories import StudyFactory
-
-RECORDINGS = Path(__file__).parent / "recordings" / "prolific"
-SUBMISSION = "64f1c0a2b3d4e5f6a7b8c9d0"
-PID = "5f0e1d2c3b4a596877665544"
-STUDY_ID = "64f1b000a1b2c3d4e5f60718"
-TOKEN = "test-token-123"
+from tests.survey.prolific_replay import (
+    PID,
+    STUDY_ID,
+    SUBMISSION,
+    TOKEN,
+    ReplayAdapter,
+    client_for,
+)
 
 pytestmark = pytest.mark.django_db
-
-
-class ReplayAdapter(BaseAdapter):
-    """Answers each request with the next recording, after checking method and path."""
-
-    def __init__(self, *names: str) -> None:
-        super().__init__()
-        self.queue = [json.loads((RECORDINGS / f"{n}.json").read_text()) for n in names]
-        self.sent: list[requests.PreparedRequest] = []
-
-    def send(self, request: requests.PreparedRequest, **kwargs: object) -> requests.Response:
-        self.sent.append(request)
-        assert self.queue, f"unexpected request {request.method} {request.url}"
-        recording = self.queue.pop(0)
-        expected = recording["request"]
-        path = request.path_url
-        assert (request.method, path) == (expected["method"], expected["path"]), (
-            f"sent {request.method} {path}, recording is for {expected}"
-        )
-        answer = recording["response"]
-        response = requests.Response()
-        response.status_code = answer["status"]
-        response.headers.update(answer["headers"])
-        body = answer["body"]
-        response._content = b"" if body is None else json.dumps(body).encode()
-        response.url = request.url
-        response.request = request
-        response.encoding = "utf-8"
-        return response
-
-    def close(self) -> None:
-        pass
-
-    def body(self, index: int) -> dict:
-        return json.loads(self.sent[index].body)
-
-
-def client_for(adapter: ReplayAdapter, token: str = TOKEN, sleeps: list | None = None):
-    session = requests.Session()
-    session.mount("https://", adapter)
-    return prolific.ProlificClient(
-        token=token,
-        base_url="https://api.prolific.com/api/v1/",
-        session=session,
-        sleep=(sleeps.append if sleeps is not None else lambda s: None),
-    )
 
 
 @pytest.fixture
@@ -252,11 +209,11 @@ def test_bulk_approve_sends_study_and_submission_ids_and_audits_each(study, part
         session_id="64f1c0a2b3d4e5f6a7b8c902",
         status=Participant.Status.COMPLETED,
     )
-    adapter = ReplayAdapter("bulk_approve")
+    adapter = ReplayAdapter("study_submissions", "bulk_approve")
     prolific.submissions_approve(
         study=study, participants=[participant, other], actor="bob", client=client_for(adapter)
     )
-    assert adapter.body(0) == {"submission_ids": [SUBMISSION, "64f1c0a2b3d4e5f6a7b8c902"]}
+    assert adapter.body(1) == {"submission_ids": [SUBMISSION, "64f1c0a2b3d4e5f6a7b8c902"]}
     events = AuditEvent.objects.filter(action="prolific_approve")
     assert sorted(e.subject for e in events) == sorted([participant.pseudonym, "pseudo000000002"])
 
@@ -270,12 +227,12 @@ def test_bulk_approve_is_sent_in_sequential_batches(study, participant, monkeypa
         status=Participant.Status.COMPLETED,
     )
     monkeypatch.setattr(prolific, "BULK_APPROVE_MAX", 1)
-    adapter = ReplayAdapter("bulk_approve", "bulk_approve")
-    approved = prolific.submissions_approve(
+    adapter = ReplayAdapter("study_submissions", "bulk_approve", "bulk_approve")
+    approval = prolific.submissions_approve(
         study=study, participants=[participant, other], actor="bob", client=client_for(adapter)
     )
-    assert approved == [participant, other]
-    assert [adapter.body(i) for i in range(2)] == [
+    assert approval.approved == [participant, other]
+    assert [adapter.body(i) for i in (1, 2)] == [
         {"submission_ids": [SUBMISSION]},
         {"submission_ids": ["64f1c0a2b3d4e5f6a7b8c902"]},
     ]
@@ -471,21 +428,6 @@ def test_return_request_sends_reasons_and_is_audited(participant):
 # --- the command ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def replay(monkeypatch, settings):
-    """Route the command's real client through recordings (set `.adapter` per test)."""
-    settings.FVR_PROLIFIC_TOKEN = TOKEN
-    holder = {}
-
-    def session() -> requests.Session:
-        s = requests.Session()
-        s.mount("https://", holder["adapter"])
-        return s
-
-    monkeypatch.setattr(prolific.ProlificClient, "session_factory", staticmethod(session))
-    return holder
-
-
 def command(*args: str) -> str:
     out = StringIO()
     call_command("prolific", *args, stdout=out)
@@ -493,7 +435,7 @@ def command(*args: str) -> str:
 
 
 def test_command_verify_all_reports_each_participant(participant, replay):
-    replay["adapter"] = ReplayAdapter("submission_get")
+    replay["adapter"] = ReplayAdapter("study_submissions")
     out = command("s1", "verify")
     assert f"{participant.pseudonym}  {SUBMISSION}  ok" in out
     assert "1 verified, 0 not" in out
@@ -528,7 +470,7 @@ def test_command_list_and_unknown_token_error(study, participant, replay):
         command("s1", "list", "--status", "FINISHED")
     replay["adapter"] = ReplayAdapter("unauthorized")
     with pytest.raises(CommandError, match="FVR_PROLIFIC_TOKEN is missing or invalid"):
-        command("s1", "verify")
+        command("s1", "verify", participant.pseudonym)
 
 
 # --- admin actions -------------------------------------------------------------------------
@@ -572,7 +514,7 @@ def test_admin_reject_refuses_participants_who_passed(staff_client, participant,
 
 
 def test_admin_approves_and_requests_returns(staff_client, study, participant, replay):
-    replay["adapter"] = ReplayAdapter("bulk_approve")
+    replay["adapter"] = ReplayAdapter("study_submissions", "bulk_approve")
     response = admin_action(staff_client, "prolific_approve", participant)
     assert "Asked Prolific to approve 1 submission(s)." in response.content.decode()
     participant.status = Participant.Status.NO_CONSENT
@@ -580,10 +522,281 @@ def test_admin_approves_and_requests_returns(staff_client, study, participant, r
     replay["adapter"] = ReplayAdapter("request_return")
     response = admin_action(staff_client, "prolific_request_return", participant)
     assert "Asked 1 participant(s) to return their submission." in response.content.decode()
-    assert AuditEvent.objects.filter(actor="boss").count() == 2
+    # The verification before the approval is on record too.
+    assert AuditEvent.objects.filter(actor="boss").count() == 3
 
 
 def test_admin_shows_prolifics_error(staff_client, participant, replay):
+    Participant.objects.filter(pk=participant.pk).update(session_verified_at=timezone.now())
     replay["adapter"] = ReplayAdapter("unauthorized_bulk_approve")
     response = admin_action(staff_client, "prolific_approve", participant)
     assert "FVR_PROLIFIC_TOKEN is missing or invalid" in response.content.decode()
+
+
+# --- integrity (issue 15): verification, approval, the audit log, bonuses --------------------
+
+
+def completed(study, pid: str, session: str, **fields: object) -> Participant:
+    return Participant.objects.create(
+        study=study,
+        prolific_pid=pid,
+        pseudonym=pseudonymise(pid),
+        session_id=session,
+        status=fields.pop("status", Participant.Status.COMPLETED),
+        **fields,
+    )
+
+
+def verified_at(participant: Participant):
+    return Participant.objects.values_list("session_verified_at", flat=True).get(pk=participant.pk)
+
+
+def test_verify_stores_when_prolific_confirmed_the_submission(participant):
+    result = prolific.submission_verify(
+        participant=participant, actor="alice", client=client_for(ReplayAdapter("submission_get"))
+    )
+    assert result.ok
+    first = verified_at(participant)
+    assert first is not None
+    assert participant.session_verified_at == first
+    # Confirmed again: the first confirmation's time stays.
+    prolific.submission_verify(
+        participant=participant, actor="alice", client=client_for(ReplayAdapter("submission_get"))
+    )
+    assert verified_at(participant) == first
+    # Prolific now answers that the submission is another participant's: no longer verified.
+    mismatch = ReplayAdapter("submission_get_other_participant")
+    result = prolific.submission_verify(
+        participant=participant, actor="alice", client=client_for(mismatch)
+    )
+    assert not result.ok
+    assert verified_at(participant) is None
+
+
+def test_verify_of_a_submission_of_another_study_is_not_stored(participant):
+    participant.study.prolific_study_id = "64f1b000a1b2c3d4e5f6ffff"
+    participant.study.save()
+    result = prolific.submission_verify(
+        participant=participant, actor="alice", client=client_for(ReplayAdapter("submission_get"))
+    )
+    assert not result.ok
+    assert "not 64f1b000a1b2c3d4e5f6ffff" in result.problems[0]
+    assert verified_at(participant) is None
+
+
+def test_command_verify_checks_finished_unverified_participants_against_the_study_list(
+    study, participant, replay
+):
+    returned = completed(
+        study, "5f0000000000000000000003", "64f1c0a2b3d4e5f6a7b8c903", status="returned"
+    )
+    # Prolific lists this SESSION_ID, but as another participant's submission.
+    impostor = completed(study, "5f00000000000000000000ff", "64f1c0a2b3d4e5f6a7b8c902")
+    unknown = completed(study, "5f00000000000000000000ee", "64f1c0a2b3d4e5f6a7b8c9ee")
+    busy = completed(study, "5f00000000000000000000dd", "64f1c0a2b3d4e5f6a7b8c9dd", status="active")
+    earlier = timezone.now() - timezone.timedelta(days=1)
+    done = completed(
+        study, "5f00000000000000000000cc", "64f1c0a2b3d4e5f6a7b8c9cc", session_verified_at=earlier
+    )
+    replay["adapter"] = ReplayAdapter("study_submissions")
+
+    out = command("s1", "verify")
+
+    assert len(replay["adapter"].sent) == 1  # one read of the list, not one call per person
+    assert f"{participant.pseudonym}  {SUBMISSION}  ok" in out
+    assert f"{returned.pseudonym}  64f1c0a2b3d4e5f6a7b8c903  ok" in out
+    assert "another Prolific participant" in out
+    assert "Prolific lists no submission with this SESSION_ID" in out
+    assert "2 verified, 2 not." in out
+    assert busy.pseudonym not in out  # still taking part: not finished
+    assert done.pseudonym not in out  # verified before
+    assert verified_at(participant) is not None
+    assert verified_at(returned) is not None
+    assert verified_at(impostor) is None
+    assert verified_at(unknown) is None
+    assert verified_at(done) == earlier
+    assert "3 participant(s) verified in all, 2 finished participant(s) unverified" in out
+    assert AuditEvent.objects.filter(action="prolific_verify").count() == 4
+
+
+def test_approve_verifies_first_and_leaves_out_the_unverified_and_the_flagged(
+    study, participant, replay
+):
+    flagged = completed(
+        study,
+        "5f0000000000000000000002",
+        "64f1c0a2b3d4e5f6a7b8c902",
+        integrity_flags=["reentry_same_browser"],
+    )
+    stranger = completed(study, "5f00000000000000000000ee", "64f1c0a2b3d4e5f6a7b8c9ee")
+    replay["adapter"] = ReplayAdapter("study_submissions", "bulk_approve")
+
+    out = command("s1", "approve", "--all-completed")
+
+    adapter = replay["adapter"]
+    assert adapter.body(1) == {"submission_ids": [SUBMISSION]}
+    assert "Asked Prolific to approve 1 submission(s)." in out
+    assert f"Left out {flagged.pseudonym}: integrity flags (reentry_same_browser)" in out
+    assert f"Left out {stranger.pseudonym}: not verified: Prolific lists no submission" in out
+    approved = AuditEvent.objects.filter(action="prolific_approve")
+    assert [e.subject for e in approved] == [participant.pseudonym]
+    assert verified_at(participant) is not None
+    assert verified_at(flagged) is None  # flagged: not even verified, never approved
+
+
+def test_approve_of_verified_participants_calls_no_verification(study, participant):
+    Participant.objects.filter(pk=participant.pk).update(session_verified_at=timezone.now())
+    participant.refresh_from_db()
+    adapter = ReplayAdapter("bulk_approve")
+    approval = prolific.submissions_approve(
+        study=study, participants=[participant], actor="bob", client=client_for(adapter)
+    )
+    assert approval.approved == [participant]
+    assert approval.left_out == {}
+    assert approval.summary() == "Asked Prolific to approve 1 submission(s)."
+
+
+def test_audit_log_keeps_a_keyed_hash_never_the_submission_or_prolific_id(study, participant):
+    client = client_for(
+        ReplayAdapter(
+            "submission_not_found",  # its message quotes the URL with the SESSION_ID
+            "submission_get",
+            "bulk_approve",
+            "transition_reject",
+            "request_return",
+            "bonus_setup_bad_request",  # Prolific's detail quotes the submission ID
+            "bonus_setup",
+            "bonus_pay",
+        )
+    )
+    prolific.submission_verify(participant=participant, actor="a", client=client)
+    prolific.submission_verify(participant=participant, actor="a", client=client)
+    prolific.submissions_approve(study=study, participants=[participant], actor="a", client=client)
+    prolific.submission_reject(
+        participant=participant,
+        category="OTHER",
+        message=prolific.FAILED_CHECK_MESSAGE + f" (submission {SUBMISSION})",
+        actor="a",
+        client=client,
+    )
+    prolific.submission_request_return(participant=participant, actor="a", client=client)
+    with pytest.raises(prolific.ProlificError):
+        prolific.bonus_pay(participant=participant, amount_pence=150, actor="a", client=client)
+    prolific.bonus_pay(participant=participant, amount_pence=150, actor="a", client=client)
+
+    events = list(AuditEvent.objects.values("subject", "detail"))
+    assert len(events) == 8  # 2 verifications, approval, rejection, return, 3 bonus steps
+    for event in events:
+        stored = json.dumps(event)
+        assert SUBMISSION not in stored
+        assert PID not in stored
+        assert event["subject"] == participant.pseudonym
+        assert event["detail"]["submission_hash"] == submission_hash(SUBMISSION)
+    assert submission_hash(SUBMISSION) == pseudonymise(SUBMISSION)  # HMAC, FVR_PSEUDONYM_KEY
+    assert any(f"[submission {submission_hash(SUBMISSION)}]" in json.dumps(e) for e in events)
+
+
+def test_bonus_over_the_maximum_is_refused_before_any_call(participant, settings):
+    settings.FVR_MAX_BONUS_PENCE = 500
+    adapter = ReplayAdapter()
+    with pytest.raises(prolific.ProlificError, match="over this server's maximum of 500"):
+        prolific.bonus_pay(
+            participant=participant, amount_pence=501, actor="dan", client=client_for(adapter)
+        )
+    assert adapter.sent == []
+    assert not ProlificBonus.objects.exists()
+    adapter = ReplayAdapter("bonus_setup", "bonus_pay")
+    bonus = prolific.bonus_pay(
+        participant=participant, amount_pence=500, actor="dan", client=client_for(adapter)
+    )
+    assert bonus.state == ProlificBonus.State.PAID
+
+
+def test_bonus_maximum_defaults_to_ten_pounds(participant):
+    adapter = ReplayAdapter()
+    with pytest.raises(prolific.ProlificError, match="maximum of 1000"):
+        prolific.bonus_pay(
+            participant=participant, amount_pence=3000, actor="dan", client=client_for(adapter)
+        )
+    assert adapter.sent == []
+
+
+def test_bonus_being_paid_by_another_caller_is_refused_until_its_claim_is_stale(participant):
+    bonus = ProlificBonus.objects.create(
+        study=participant.study,
+        submission_id=SUBMISSION,
+        participant=participant,
+        amount_pence=150,
+        prolific_bonus_id="6500aa11bb22cc33dd44ee55",
+        error=prolific._paying(timezone.now() - timezone.timedelta(minutes=1)),
+    )
+    adapter = ReplayAdapter("bonus_pay")
+    client = client_for(adapter)
+    with pytest.raises(prolific.ProlificError, match="is being paid"):
+        prolific.bonus_pay(participant=participant, amount_pence=150, actor="dan", client=client)
+    assert adapter.sent == []
+    # A claim older than any pay call can take was interrupted: paying is tried again.
+    stale = timezone.now() - prolific.PAY_CLAIM_STALE - timezone.timedelta(seconds=1)
+    ProlificBonus.objects.filter(pk=bonus.pk).update(error=prolific._paying(stale))
+    paid = prolific.bonus_pay(participant=participant, amount_pence=150, actor="dan", client=client)
+    assert paid.state == ProlificBonus.State.PAID
+    assert [r.path_url for r in adapter.sent] == [
+        "/api/v1/bulk-bonus-payments/6500aa11bb22cc33dd44ee55/pay/"
+    ]
+
+
+class TransactionWatch(ReplayAdapter):
+    """Records, for every request, whether the database connection was inside a transaction."""
+
+    def __init__(self, *names: str) -> None:
+        super().__init__(*names)
+        self.in_transaction: list[bool] = []
+
+    def send(self, request: requests.PreparedRequest, **kwargs: object) -> requests.Response:
+        self.in_transaction.append(transaction.get_connection().in_atomic_block)
+        return super().send(request, **kwargs)
+
+
+@pytest.mark.django_db(transaction=True)  # no test-wide transaction around the calls
+def test_bonus_calls_prolific_outside_any_database_transaction(participant):
+    adapter = TransactionWatch("bonus_setup", "bonus_pay_unavailable", "bonus_pay")
+    client = client_for(adapter)
+    with pytest.raises(prolific.ProlificError, match="503"):
+        prolific.bonus_pay(participant=participant, amount_pence=150, actor="a", client=client)
+    bonus = prolific.bonus_pay(participant=participant, amount_pence=150, actor="a", client=client)
+    assert bonus.state == ProlificBonus.State.PAID
+    assert adapter.in_transaction == [False, False, False]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_other_prolific_call_runs_inside_a_database_transaction(study, participant):
+    adapter = TransactionWatch(
+        "submission_get", "study_submissions", "bulk_approve", "transition_reject", "request_return"
+    )
+    client = client_for(adapter)
+    prolific.submission_verify(participant=participant, actor="a", client=client)
+    Participant.objects.filter(pk=participant.pk).update(session_verified_at=None)
+    participant.refresh_from_db()
+    prolific.submissions_approve(study=study, participants=[participant], actor="a", client=client)
+    prolific.submission_reject(
+        participant=participant,
+        category="FAILED_CHECK",
+        message=prolific.FAILED_CHECK_MESSAGE,
+        actor="a",
+        client=client,
+    )
+    prolific.submission_request_return(participant=participant, actor="a", client=client)
+    assert adapter.queue == []
+    assert adapter.in_transaction == [False] * 5
+
+
+def test_admin_verifies_selected_participants(staff_client, study, participant, replay):
+    stranger = completed(study, "5f00000000000000000000ee", "64f1c0a2b3d4e5f6a7b8c9ee")
+    replay["adapter"] = ReplayAdapter("study_submissions")
+    response = admin_action(staff_client, "prolific_verify", participant, stranger)
+    page = response.content.decode()
+    assert "Verified 1 participant(s) with Prolific." in page
+    assert f"Not verified: {stranger.pseudonym} (Prolific lists no submission" in page
+    assert verified_at(participant) is not None
+    assert verified_at(stranger) is None
+    assert AuditEvent.objects.filter(actor="boss", action="prolific_verify").count() == 2

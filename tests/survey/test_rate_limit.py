@@ -1,5 +1,6 @@
 """Entry rate limit per client IP, counted in the database and shared by every worker."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -14,8 +15,16 @@ from django.test import Client
 from django.urls import reverse
 
 from survey.models import Participant, RateCounter, RefusedRequest, Study
-from survey.ratelimit import Rate, client_ip, client_key, rate_hit, rate_parse
-from tests.factories import StudyFactory
+from survey.ratelimit import (
+    UNTRUSTED_PROXY_WARNED,
+    Rate,
+    client_ip,
+    client_key,
+    rate_hit,
+    rate_parse,
+)
+from tests.factories import STUDY_ID, StudyFactory, prolific_id
+from tests.test_settings import KEY_VARIABLES, load_settings, random_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,7 +34,11 @@ def entry_url(study: Study) -> str:
 
 
 def arrival(n: int) -> dict[str, str]:
-    return {"PROLIFIC_PID": f"PIDRATE{n:05d}", "STUDY_ID": "STUDY0001", "SESSION_ID": f"S{n:07d}"}
+    return {
+        "PROLIFIC_PID": prolific_id(f"PIDRATE{n:05d}"),
+        "STUDY_ID": STUDY_ID,
+        "SESSION_ID": prolific_id(f"S{n:07d}"),
+    }
 
 
 @pytest.mark.parametrize(
@@ -122,6 +135,71 @@ def test_behind_a_trusted_proxy_each_forwarded_client_is_counted_apart(settings)
     assert via_proxy("198.51.100.1", 2) == 429
     # What the client itself wrote (left of the address our proxy saw) is not believed.
     assert via_proxy("192.0.2.44, 198.51.100.1", 3) == 429
+
+
+def deploy_environment() -> dict[str, str]:
+    """deploy/fvr-study.env's NAME=value lines (gunicorn's environment behind nginx)."""
+    lines = (ROOT / "deploy" / "fvr-study.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+@pytest.mark.django_db
+def test_with_the_deploy_example_s_environment_clients_behind_nginx_are_counted_apart(
+    settings, monkeypatch, tmp_path, caplog
+) -> None:
+    env = deploy_environment()
+    # Its keys are placeholders, refused as they are (tests/test_settings.py): replaced here.
+    env.update({name: random_key() for name in KEY_VARIABLES})
+    loaded = load_settings(monkeypatch, tmp_path, **env)
+    settings.FVR_TRUSTED_PROXIES = loaded["FVR_TRUSTED_PROXIES"]
+    settings.FVR_ENTRY_RATE = "1/min"
+    study = StudyFactory()
+    UNTRUSTED_PROXY_WARNED.clear()
+
+    def via_nginx(client: str, n: int) -> int:
+        # deploy/nginx.conf proxies from loopback and appends the client's address.
+        browser = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=client)
+        return browser.get(entry_url(study), arrival(n)).status_code
+
+    with caplog.at_level(logging.WARNING, logger="survey.ratelimit"):
+        assert via_nginx("198.51.100.1", 0) == 302
+        assert via_nginx("203.0.113.9", 1) == 302
+        assert via_nginx("198.51.100.1", 2) == 429
+    assert RateCounter.objects.count() == 2
+    assert not [r for r in caplog.records if r.name == "survey.ratelimit"]
+
+
+@pytest.mark.django_db
+def test_a_proxy_that_is_not_trusted_is_reported_once_naming_the_variable(settings, caplog) -> None:
+    settings.FVR_ENTRY_RATE = "30/min"
+    settings.FVR_TRUSTED_PROXIES = []
+    study = StudyFactory()
+    UNTRUSTED_PROXY_WARNED.clear()
+    with caplog.at_level(logging.WARNING, logger="survey.ratelimit"):
+        Client(REMOTE_ADDR="198.51.100.7").get(entry_url(study), arrival(0))  # no proxy
+        assert not [r for r in caplog.records if r.name == "survey.ratelimit"]
+        for n in range(1, 4):
+            Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}").get(
+                entry_url(study), arrival(n)
+            )
+    [warning] = [r for r in caplog.records if r.name == "survey.ratelimit"]
+    assert warning.levelno == logging.WARNING
+    message = warning.getMessage()
+    assert "X-Forwarded-For arrive from 127.0.0.1" in message
+    assert "Set FVR_TRUSTED_PROXIES" in message
+    assert "198.51.100" not in message  # the clients' addresses stay out of the log
+    # Every client behind the proxy was counted as the proxy: one counter.
+    assert RateCounter.objects.get(client=client_key("127.0.0.1")).hits == 3
+
+
+def test_the_warning_never_logs_a_public_address(rf, settings, caplog) -> None:
+    settings.FVR_TRUSTED_PROXIES = []
+    UNTRUSTED_PROXY_WARNED.clear()
+    with caplog.at_level(logging.WARNING, logger="survey.ratelimit"):
+        client_ip(rf.get("/", REMOTE_ADDR="93.184.216.34", HTTP_X_FORWARDED_FOR="10.0.0.1"))
+    [warning] = [r for r in caplog.records if r.name == "survey.ratelimit"]
+    assert "FVR_TRUSTED_PROXIES" in warning.getMessage()
+    assert "93.184.216.34" not in warning.getMessage()
 
 
 def test_client_ip_walks_x_forwarded_for_from_the_right(rf, settings) -> None:

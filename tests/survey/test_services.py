@@ -5,7 +5,7 @@ import pytest
 
 from survey import services
 from survey.models import Assignment, Participant, RefusedRequest, Response
-from tests.factories import study_with_match_sets
+from tests.factories import STUDY_ID, prolific_id, study_with_match_sets
 from tests.survey.helpers import answer_current, at_questions, current, entered
 
 pytestmark = pytest.mark.django_db
@@ -17,19 +17,19 @@ def test_entry_creates_one_participant_per_pid_and_resumes():
     again = entered(study, pid="PIDAAAAAA1", session="OTHERSESSION")
     assert first.pk == again.pk
     assert Participant.objects.filter(study=study).count() == 1
-    assert first.prolific_pid == "PIDAAAAAA1"
+    assert first.prolific_pid == prolific_id("PIDAAAAAA1")
     assert first.pseudonym != "PIDAAAAAA1"
 
 
 @pytest.mark.parametrize(
     ("pid", "study_id", "session", "needle"),
     [
-        (None, "STUDY0001", "SESSION01", "missing PROLIFIC_PID"),
-        ("PID000001", "", "SESSION01", "missing STUDY_ID"),
-        ("PID000001", "STUDY0001", None, "missing SESSION_ID"),
-        ("<script>x", "STUDY0001", "SESSION01", "PROLIFIC_PID is not a valid"),
-        ("a" * 65, "STUDY0001", "SESSION01", "PROLIFIC_PID is not a valid"),
-        ("PID0'; DROP", "STUDY0001", "SESSION01", "PROLIFIC_PID is not a valid"),
+        (None, STUDY_ID, prolific_id("SESSION01"), "missing PROLIFIC_PID"),
+        (prolific_id("PID000001"), "", prolific_id("SESSION01"), "missing STUDY_ID"),
+        (prolific_id("PID000001"), STUDY_ID, None, "missing SESSION_ID"),
+        ("<script>x", STUDY_ID, prolific_id("SESSION01"), "PROLIFIC_PID is not a valid"),
+        ("a" * 65, STUDY_ID, prolific_id("SESSION01"), "PROLIFIC_PID is not a valid"),
+        ("PID0'; DROP", STUDY_ID, prolific_id("SESSION01"), "PROLIFIC_PID is not a valid"),
     ],
 )
 def test_malformed_prolific_parameters_are_refused(pid, study_id, session, needle):
@@ -42,10 +42,13 @@ def test_malformed_prolific_parameters_are_refused(pid, study_id, session, needl
 
 
 def test_study_id_must_match_the_configured_prolific_study():
-    study = study_with_match_sets(per_method=5, prolific_study_id="REALSTUDY1")
+    study = study_with_match_sets(per_method=5, prolific_study_id=prolific_id("REALSTUDY1"))
     with pytest.raises(services.EntryRefused, match="STUDY_ID does not belong"):
         services.participant_enter(
-            study=study, prolific_pid="PID000001", study_id="OTHERSTUDY", session_id="SESSION01"
+            study=study,
+            prolific_pid=prolific_id("PID000001"),
+            study_id=prolific_id("OTHERSTUDY"),
+            session_id=prolific_id("SESSION01"),
         )
 
 
@@ -145,7 +148,7 @@ def test_second_answer_to_same_question_is_ignored():
     a = current(p)
     first = answer_current(p, selected_ranks=[2], confidence=4)
     again = services.response_record(
-        participant=p, question=a, selected_ranks=[5], none_selected=False, confidence=1
+        participant=p, question=a, selected_photos=[5], none_selected=False, confidence=1
     )
     assert not again.created
     stored = Response.objects.get(assignment=a)
@@ -159,7 +162,7 @@ def test_answer_to_a_later_question_is_refused_and_logged():
     later = Assignment.objects.get(participant=p, position=3)
     with pytest.raises(services.AnswerRefused, match="you are on question 1"):
         services.response_record(
-            participant=p, question=later, selected_ranks=[1], none_selected=False, confidence=3
+            participant=p, question=later, selected_photos=[1], none_selected=False, confidence=3
         )
     assert not Response.objects.exists()
     assert RefusedRequest.objects.filter(participant=p, reason="answer_refused").exists()
@@ -173,7 +176,7 @@ def test_answer_to_another_participants_question_is_refused():
         services.response_record(
             participant=intruder,
             question=current(p),
-            selected_ranks=[1],
+            selected_photos=[1],
             none_selected=False,
             confidence=3,
         )
@@ -187,18 +190,18 @@ def test_answer_to_another_participants_question_is_refused():
         ({"confidence": 6}, "Confidence"),
         ({"confidence": "3"}, "Confidence"),
         ({"confidence": 3.0}, "Confidence"),
-        ({"selected_ranks": [6]}, "numbered 1 to 5"),
-        ({"selected_ranks": [0]}, "numbered 1 to 5"),
-        ({"selected_ranks": [], "none_selected": False}, "at least one"),
-        ({"selected_ranks": [1], "none_selected": True}, "not both"),
-        ({"selected_ranks": [1, 1]}, "only once"),
+        ({"selected_photos": [6]}, "numbered 1 to 5"),
+        ({"selected_photos": [0]}, "numbered 1 to 5"),
+        ({"selected_photos": [], "none_selected": False}, "at least one"),
+        ({"selected_photos": [1], "none_selected": True}, "not both"),
+        ({"selected_photos": [1, 1]}, "only once"),
     ],
 )
 def test_invalid_answers_are_refused(fields, needle):
     study = study_with_match_sets(per_method=5)
     p = at_questions(study)
     a = current(p)
-    base = {"selected_ranks": [1], "none_selected": False, "confidence": 3}
+    base = {"selected_photos": [1], "none_selected": False, "confidence": 3}
     with pytest.raises(services.InvalidAnswer, match=needle):
         services.response_record(participant=p, question=a, **{**base, **fields})
     assert not Response.objects.exists()
@@ -224,7 +227,7 @@ def test_two_failed_attention_checks_fail_the_participant_and_keep_data():
         services.response_record(
             participant=p,
             question=unanswered,
-            selected_ranks=[1],
+            selected_photos=[1],
             none_selected=False,
             confidence=3,
         )

@@ -81,7 +81,7 @@ def test_softmax_rule_draws_match_its_probabilities_and_margin_drives_confidence
 
 
 def test_uniform_rule_gives_each_option_one_in_k_plus_one():
-    decision = uniform_decide(ranks=[1, 2, 3, 4, 5], rng=random.Random(0))
+    decision = uniform_decide(photos=[1, 2, 3, 4, 5], rng=random.Random(0))
     assert list(decision.probabilities.values()) == pytest.approx([1 / 6] * 5)
     assert decision.p_none == pytest.approx(1 / 6)
 
@@ -142,8 +142,12 @@ def test_20_random_bots_complete_a_demo_study_over_http_and_careless_ones_are_ex
             # every attention check followed as instructed
             assert not p.responses.filter(attention_passed=False).exists()
     # What the bots posted is what the server stored.
+    # Bots post photo numbers; the server stores the ranks shown under them.
     stored = {
-        (r.participant.prolific_pid, r.assignment.position): (r.selected_ranks, r.confidence)
+        (r.participant.prolific_pid, r.assignment.position): (
+            sorted(r.assignment.photo_number(rank, study.k) for rank in r.selected_ranks),
+            r.confidence,
+        )
         for r in Response.objects.select_related("participant", "assignment")
     }
     for result in run.results:

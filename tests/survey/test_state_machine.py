@@ -33,7 +33,7 @@ from hypothesis.stateful import (
 
 from survey.flow import PAGE_SEQUENCE
 from survey.models import Assignment, Participant, Response, pseudonymise
-from tests.factories import study_with_match_sets
+from tests.factories import prolific_id, study_with_match_sets
 from tests.survey.helpers import browser_participant_id
 
 pytestmark = pytest.mark.django_db
@@ -42,7 +42,7 @@ Step = Participant.Step
 STEP_ORDER = [*PAGE_SEQUENCE, Step.DONE]
 PEOPLE = 3
 K = 5
-STUDY_ID = "STUDYSM001"
+STUDY_ID = prolific_id("STUDYSM001")
 # (selected ranks, none of these, confidence): valid and invalid shapes alike.
 ANSWERS = st.tuples(
     st.lists(st.integers(1, K), unique=True, max_size=K), st.booleans(), st.integers(0, 6)
@@ -95,7 +95,10 @@ class ParticipantFlow(RuleBasedStateMachine):
         self.study = study_with_match_sets(
             per_method=2, questions_per_method=1, prolific_study_id=STUDY_ID
         )
-        self.people = [Person(pid=f"PIDSM{n:05d}", session=f"SESSSM{n:05d}") for n in range(PEOPLE)]
+        self.people = [
+            Person(pid=prolific_id(f"PIDSM{n:05d}"), session=prolific_id(f"SESSSM{n:05d}"))
+            for n in range(PEOPLE)
+        ]
         self.first_answers: dict[tuple[int, int], tuple[list[int], bool, int]] = {}
         self.progress_seen: dict[int, tuple[int, int]] = {}
         self.pages_seen: dict[tuple[int, int], tuple] = {}
@@ -169,7 +172,8 @@ class ParticipantFlow(RuleBasedStateMachine):
         """Attention checks are answered as instructed, so that nobody fails them here."""
         assignment = Assignment.objects.get(token=token)
         if assignment.is_attention_check and is_valid(answer):
-            return [assignment.attention_rank], False, assignment.attention_confidence
+            photo = assignment.photo_number(assignment.attention_rank, self.study.k)
+            return [photo], False, assignment.attention_confidence
         return answer
 
     def post_answer(self, person: Person, tab: Tab, answer: tuple, *, api: bool):
@@ -178,7 +182,7 @@ class ParticipantFlow(RuleBasedStateMachine):
         if api:
             body = {
                 "question": tab.token,
-                "selected_ranks": selected,
+                "selected_photos": selected,
                 "none_of_these": none,
                 "confidence": confidence,
             }
@@ -217,12 +221,15 @@ class ParticipantFlow(RuleBasedStateMachine):
         assert response.status_code == expected, (response.status_code, expected, answer)
         if creates:
             stored = Response.objects.get(assignment__token=tab.token)
+            # Photo numbers are posted; the stored ranks follow the question's display order.
+            order = stored.assignment.display_order(self.study.k)
+            ranks = sorted(order[photo - 1] for photo in answer[0])
             assert (stored.selected_ranks, stored.none_selected, stored.confidence) == (
-                sorted(answer[0]),
+                ranks,
                 answer[1],
                 answer[2],
             )
-            self.first_answers[p.pk, tab.position] = (sorted(answer[0]), answer[1], answer[2])
+            self.first_answers[p.pk, tab.position] = (ranks, answer[1], answer[2])
         else:
             assert self.snapshot() == before, "a refused answer changed the database"
 
@@ -244,7 +251,9 @@ class ParticipantFlow(RuleBasedStateMachine):
             person.browsers.append(Client())
         client = self.browser(person, len(person.browsers) - 1)
         known = self.participant(person)
-        session = person.session if same_session or known is None else person.session + "X"
+        session = (
+            person.session if same_session or known is None else prolific_id(person.session + "X")
+        )
         params = {"PROLIFIC_PID": person.pid, "STUDY_ID": STUDY_ID, "SESSION_ID": session}
         before = self.snapshot()
         response = client.get(self.url("entry"), params)

@@ -33,19 +33,23 @@ from survey.models import (
     Response,
     Study,
 )
-from tests.factories import study_with_match_sets
+from tests.factories import STUDY_ID, prolific_id, study_with_match_sets
 from tests.survey import helpers
 from tests.survey.test_openapi_fuzz import in_test_transaction
 from tests.survey.test_views import PARAMS, answer_payload, at_questions, url
 
 pytestmark = pytest.mark.django_db
 
-OTHER = {"PROLIFIC_PID": "PIDOTHER001", "STUDY_ID": "STUDY0001", "SESSION_ID": "SESSOTHER1"}
+OTHER = {
+    "PROLIFIC_PID": prolific_id("PIDOTHER001"),
+    "STUDY_ID": STUDY_ID,
+    "SESSION_ID": prolific_id("SESSOTHER1"),
+}
 
 
 @pytest.fixture
 def study():
-    return study_with_match_sets(prolific_study_id="STUDY0001")
+    return study_with_match_sets(prolific_study_id=STUDY_ID)
 
 
 def state(study) -> tuple:
@@ -85,9 +89,11 @@ def api_answer(client: Client, study, body: dict | bytes, **extra):
 
 
 def api_body(assignment: Assignment, ranks: list[int], confidence: int = 3) -> dict:
+    """An API answer selecting the candidates of these ranks (posted as their photo numbers)."""
+    k = assignment.participant.study.k
     return {
         "question": str(assignment.token),
-        "selected_ranks": ranks,
+        "selected_photos": [assignment.photo_number(rank, k) for rank in ranks],
         "none_of_these": False,
         "confidence": confidence,
     }
@@ -148,7 +154,7 @@ def test_api_answer_with_an_unknown_token_is_403_and_ignored(study):
     client = Client()
     at_questions(client, study)
     before = state(study)
-    body = {"question": str(uuid.uuid4()), "selected_ranks": [1], "confidence": 3}
+    body = {"question": str(uuid.uuid4()), "selected_photos": [1], "confidence": 3}
     response = api_answer(client, study, body)
     assert response.status_code == 403
     assert state(study) == before
@@ -268,7 +274,7 @@ def test_hostile_prolific_parameters_are_refused_logged_and_never_echoed(
 
 
 def test_a_non_utf8_prolific_pid_in_the_query_string_is_refused(study):
-    query = "PROLIFIC_PID=%FF%FEPID0001&STUDY_ID=STUDY0001&SESSION_ID=SESS000001"
+    query = f"PROLIFIC_PID=%FF%FEPID0001&STUDY_ID={STUDY_ID}&SESSION_ID={prolific_id(1)}"
     response = Client().get(f"{url('entry', study)}?{query}", follow=True)
     assert response.status_code == 400
     assert b"PROLIFIC_PID is not a valid" in response.content
@@ -280,7 +286,9 @@ def test_a_known_pid_with_a_mismatched_study_id_gets_no_session(study):
     at_questions(Client(), study)
     before = state(study)
     stranger = Client()
-    response = stranger.get(url("entry", study), {**PARAMS, "STUDY_ID": "OTHERSTUDY1"}, follow=True)
+    response = stranger.get(
+        url("entry", study), {**PARAMS, "STUDY_ID": prolific_id("OTHERSTUDY1")}, follow=True
+    )
     assert response.status_code == 400
     assert b"STUDY_ID does not belong to this study" in response.content
     assert stranger.get(url("question", study, position=1)).status_code == 403
@@ -293,7 +301,7 @@ def test_a_reused_session_id_gives_the_second_pid_no_session(study):
     before = state(study)
     impostor = Client()
     response = impostor.get(
-        url("entry", study), {**PARAMS, "PROLIFIC_PID": "PIDIMPOSTOR"}, follow=True
+        url("entry", study), {**PARAMS, "PROLIFIC_PID": prolific_id("PIDIMPOSTOR")}, follow=True
     )
     assert response.status_code == 400
     assert impostor.get(url("question", study, position=1)).status_code == 403

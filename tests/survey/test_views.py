@@ -6,11 +6,15 @@ from django.urls import reverse
 
 from survey.faces import candidate_faces_forget
 from survey.models import Assignment, Participant, RefusedRequest, Response
-from tests.factories import study_with_match_sets
+from tests.factories import STUDY_ID, prolific_id, study_with_match_sets
 
 pytestmark = pytest.mark.django_db
 
-PARAMS = {"PROLIFIC_PID": "PIDVIEW0001", "STUDY_ID": "STUDY0001", "SESSION_ID": "SESSVIEW01"}
+PARAMS = {
+    "PROLIFIC_PID": prolific_id("PIDVIEW0001"),
+    "STUDY_ID": STUDY_ID,
+    "SESSION_ID": prolific_id("SESSVIEW01"),
+}
 
 
 def url(name: str, study, **kwargs) -> str:
@@ -28,7 +32,8 @@ def at_questions(client: Client, study, params: dict = PARAMS) -> Participant:
 def answer_payload(p: Participant, **overrides) -> dict:
     a = Assignment.objects.get(participant=p, position=p.current_position)
     if a.is_attention_check:
-        data = {"selected": [str(a.attention_rank)], "confidence": str(a.attention_confidence)}
+        photo = a.photo_number(a.attention_rank, p.study.k)
+        data = {"selected": [str(photo)], "confidence": str(a.attention_confidence)}
     else:
         data = {"selected": ["1"], "confidence": "3"}
     return {"question": str(a.token), **data, **overrides}
@@ -40,7 +45,7 @@ def test_entry_moves_prolific_ids_out_of_the_url():
     response = client.get(url("entry", study), PARAMS)
     assert response.status_code == 302
     assert response["Location"] == url("consent", study)
-    assert "PIDVIEW0001" not in response["Location"]
+    assert PARAMS["PROLIFIC_PID"] not in response["Location"]
     page = client.get(response["Location"])
     assert page.status_code == 200
     assert page["Cache-Control"].startswith("max-age=0") or "no-cache" in page["Cache-Control"]
@@ -100,7 +105,7 @@ def test_double_submit_of_the_form_keeps_the_first_answer():
     again = client.post(url("question", study, position=1), {**first, "selected": ["4"]})
     assert again.status_code == 302
     stored = Response.objects.get(participant=p)
-    assert stored.selected_ranks == [2]
+    assert stored.selected_ranks == [stored.assignment.display_order(study.k)[1]]  # photo 2
     assert stored.confidence == 5
 
 
@@ -140,7 +145,11 @@ def test_another_participants_question_is_refused_with_403():
     at_questions(
         intruder_client,
         study,
-        {"PROLIFIC_PID": "PIDINTRUDE1", "STUDY_ID": "STUDY0001", "SESSION_ID": "SESSINTR01"},
+        {
+            "PROLIFIC_PID": prolific_id("PIDINTRUDE1"),
+            "STUDY_ID": STUDY_ID,
+            "SESSION_ID": prolific_id("SESSINTR01"),
+        },
     )
     response = intruder_client.post(url("question", study, position=1), answer_payload(owner))
     assert response.status_code == 403
@@ -162,7 +171,7 @@ def test_answer_after_completion_is_refused():
     assert response.status_code == 302  # the page itself sends a finished participant to the end
     api = client.post(
         reverse("api-answer", kwargs={"slug": study.slug}),
-        {"question": token, "selected_ranks": [1], "none_of_these": False, "confidence": 3},
+        {"question": token, "selected_photos": [1], "none_of_these": False, "confidence": 3},
         content_type="application/json",
     )
     assert api.status_code == 409
@@ -174,21 +183,32 @@ def test_answer_after_completion_is_refused():
     ("params", "message"),
     [
         ({}, b"needs your Prolific details"),
-        ({"STUDY_ID": "STUDY0001", "SESSION_ID": "SESS000001"}, b"missing PROLIFIC_PID"),
-        ({"PROLIFIC_PID": "PID0000001", "SESSION_ID": "SESS000001"}, b"missing STUDY_ID"),
-        ({"PROLIFIC_PID": "PID0000001", "STUDY_ID": "STUDY0001"}, b"missing SESSION_ID"),
+        ({"STUDY_ID": STUDY_ID, "SESSION_ID": prolific_id("SESS000001")}, b"missing PROLIFIC_PID"),
         (
-            {"PROLIFIC_PID": "<b>x</b>", "STUDY_ID": "STUDY0001", "SESSION_ID": "SESS000001"},
+            {"PROLIFIC_PID": prolific_id("PID0000001"), "SESSION_ID": prolific_id("SESS000001")},
+            b"missing STUDY_ID",
+        ),
+        ({"PROLIFIC_PID": prolific_id("PID0000001"), "STUDY_ID": STUDY_ID}, b"missing SESSION_ID"),
+        (
+            {
+                "PROLIFIC_PID": "<b>x</b>",
+                "STUDY_ID": STUDY_ID,
+                "SESSION_ID": prolific_id("SESS000001"),
+            },
             b"PROLIFIC_PID is not a valid",
         ),
         (
-            {"PROLIFIC_PID": "PID0000001", "STUDY_ID": "WRONGSTUDY", "SESSION_ID": "SESS000001"},
+            {
+                "PROLIFIC_PID": prolific_id("PID0000001"),
+                "STUDY_ID": prolific_id("WRONGSTUDY"),
+                "SESSION_ID": prolific_id("SESS000001"),
+            },
             b"STUDY_ID does not belong",
         ),
     ],
 )
 def test_bad_prolific_parameters_get_400_and_create_nothing(params, message):
-    study = study_with_match_sets(prolific_study_id="STUDY0001")
+    study = study_with_match_sets(prolific_study_id=STUDY_ID)
     response = Client().get(url("entry", study), params, follow=True)
     if params:  # shown at a URL without the IDs
         assert response.redirect_chain == [(url("refused", study), 302)]
@@ -242,7 +262,7 @@ def test_declining_consent_shows_the_no_consent_code():
 def test_a_session_id_already_used_by_another_pid_is_refused():
     study = study_with_match_sets()
     Client().get(url("entry", study), PARAMS)
-    reused = {**PARAMS, "PROLIFIC_PID": "PIDOTHER001"}
+    reused = {**PARAMS, "PROLIFIC_PID": prolific_id("PIDOTHER001")}
     response = Client().get(url("entry", study), reused, follow=True)
     assert response.status_code == 400
     assert b"SESSION_ID is already in use" in response.content
@@ -327,12 +347,15 @@ def test_script_answer_gets_the_next_question_as_the_page_would_show_it():
     assert shown["query_image"] == second.match_set.query_image.url
     by_rank = {c.rank: c.image.url for c in second.match_set.candidates.all()}
     order = second.display_order(study.k)
-    assert [(c["number"], c["rank"], c["url"]) for c in shown["candidates"]] == [
-        (n, rank, by_rank[rank]) for n, rank in enumerate(order, start=1)
+    assert shown["candidates"] == [
+        {"number": n, "url": by_rank[rank]} for n, rank in enumerate(order, start=1)
     ]
     third = Assignment.objects.select_related("match_set").get(participant=p, position=3)
-    assert shown["preload"][0] == third.match_set.query_image.url
-    assert len(shown["preload"]) == 6
+    third_by_rank = {c.rank: c.image.url for c in third.match_set.candidates.all()}
+    # The next question's images in its own display order, never in rank order.
+    assert shown["preload"] == [third.match_set.query_image.url] + [
+        third_by_rank[rank] for rank in third.display_order(study.k)
+    ]
     assert shown["button"] == "Next question"
     # Its page, loaded instead (a reload), shows the same question with the same served time.
     page = client.get(url("question", study, position=2)).content.decode()
@@ -383,7 +406,10 @@ def test_script_answer_to_a_question_left_behind_gets_the_current_one_and_a_noti
         data = client.post(url("question", study, position=1), payload, **JSON).json()
         assert data["question"]["number"] == 2
         assert data["notice"] == "You have already answered question 1; your first answer is kept."
-    assert Response.objects.get(participant=p).selected_ranks == [1]
+    first_question = Assignment.objects.get(participant=p, position=1)
+    assert Response.objects.get(participant=p).selected_ranks == [
+        first_question.display_order(study.k)[0]  # photo 1, the first answer
+    ]
 
 
 def test_script_answer_refused_or_incomplete_is_a_json_4xx_with_the_reason():
@@ -392,7 +418,13 @@ def test_script_answer_refused_or_incomplete_is_a_json_4xx_with_the_reason():
     p = at_questions(client, study)
     other = Client()
     q = at_questions(
-        other, study, {**PARAMS, "PROLIFIC_PID": "PIDVIEW0002", "SESSION_ID": "SESSVIEW02"}
+        other,
+        study,
+        {
+            **PARAMS,
+            "PROLIFIC_PID": prolific_id("PIDVIEW0002"),
+            "SESSION_ID": prolific_id("SESSVIEW02"),
+        },
     )
     foreign = client.post(url("question", study, position=1), answer_payload(q), **JSON)
     assert foreign.status_code == 403

@@ -72,7 +72,8 @@ class Command(BaseCommand):
         )
         if result.bonuses_kept:
             self.stdout.write(
-                f"Kept {result.bonuses_kept} Prolific bonus record(s) (payments), now unlinked."
+                f"Kept {result.bonuses_kept} Prolific bonus record(s) (payments), now unlinked "
+                "and holding only the submission ID's keyed hash."
             )
         self._remind_reports(study)
 

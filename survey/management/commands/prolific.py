@@ -11,10 +11,12 @@ ACTOR = "command:prolific"
 class Command(BaseCommand):
     help = (
         "Operate a study's submissions on Prolific (token from FVR_PROLIFIC_TOKEN): list them, "
-        "verify arrivals' SESSION_IDs, approve completed ones in bulk, reject one (allowed "
-        "category, message of 100+ characters), pay a bonus (at most once per submission), "
-        "or request a return (no consent). Participants are named by pseudonym or Prolific ID. "
-        "Every action is written to the audit log."
+        "verify arrivals' SESSION_IDs (stored on the participant; analyses leave out the "
+        "unverified), approve completed ones in bulk (unverified ones are verified first; those "
+        "that fail, and flagged ones, are left out and named), reject one (allowed category, "
+        "message of 100+ characters), pay a bonus (at most once per submission, at most "
+        "FVR_MAX_BONUS_PENCE), or request a return (no consent). Participants are named by "
+        "pseudonym or Prolific ID. Every action is written to the audit log."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -25,7 +27,12 @@ class Command(BaseCommand):
             "--status", help="only this status, e.g. 'AWAITING REVIEW' (or AWAITING_REVIEW)"
         )
         verify = sub.add_parser("verify", help="check SESSION_IDs against Prolific")
-        verify.add_argument("participants", nargs="*", help="pseudonyms (default: everyone)")
+        verify.add_argument(
+            "participants",
+            nargs="*",
+            help="pseudonyms or Prolific IDs (default: every finished participant not yet "
+            "verified, checked against one read of the study's submission list)",
+        )
         approve = sub.add_parser("approve", help="approve completed participants in bulk")
         approve.add_argument("participants", nargs="*", help="pseudonyms or Prolific IDs")
         approve.add_argument(
@@ -90,26 +97,39 @@ class Command(BaseCommand):
         self.stdout.write(f"{len(rows)} submission(s).")
 
     def _verify(self, study: Study, options: dict) -> None:
-        people = (
-            self._participants(study, options["participants"])
-            if options["participants"]
-            else list(Participant.objects.filter(study=study))
-        )
+        if options["participants"]:
+            results = [
+                prolific.submission_verify(participant=p, actor=ACTOR)
+                for p in self._participants(study, options["participants"])
+            ]
+        else:
+            results = prolific.submissions_verify(study=study, actor=ACTOR)
         bad = 0
-        for p in people:
-            result = prolific.submission_verify(participant=p, actor=ACTOR)
+        for result in results:
             state = "ok" if result.ok else "MISMATCH: " + "; ".join(result.problems)
             bad += not result.ok
-            self.stdout.write(f"{p.pseudonym}  {result.submission_id}  {state}")
-        self.stdout.write(f"{len(people) - bad} verified, {bad} not.")
+            self.stdout.write(f"{result.participant.pseudonym}  {result.submission_id}  {state}")
+        self.stdout.write(f"{len(results) - bad} verified, {bad} not.")
+        if not options["participants"]:
+            earlier = Participant.objects.filter(study=study, session_verified_at__isnull=False)
+            unverified = Participant.objects.filter(
+                study=study, session_verified_at__isnull=True
+            ).exclude(status=Participant.Status.ACTIVE)
+            self.stdout.write(
+                f"Study {study.slug!r}: {earlier.count()} participant(s) verified in all, "
+                f"{unverified.count()} finished participant(s) unverified (left out of "
+                "approval and, by default, of analyses)."
+            )
 
     def _approve(self, study: Study, options: dict) -> None:
         if options["all_completed"]:
             people = list(Participant.objects.filter(study=study, status="completed"))
         else:
             people = self._participants(study, options["participants"])
-        approved = prolific.submissions_approve(study=study, participants=people, actor=ACTOR)
-        self.stdout.write(f"Asked Prolific to approve {len(approved)} submission(s).")
+        approval = prolific.submissions_approve(study=study, participants=people, actor=ACTOR)
+        self.stdout.write(f"Asked Prolific to approve {len(approval.approved)} submission(s).")
+        for pseudonym, reason in approval.left_out.items():
+            self.stdout.write(f"Left out {pseudonym}: {reason}")
 
     def _reject(self, study: Study, options: dict) -> None:
         if options["failed_attention"]:

@@ -17,7 +17,8 @@ ACTOR = "command:purge_participant_ids"
 class Command(BaseCommand):
     help = (
         "Remove the raw Prolific IDs of finished participants (the HMAC pseudonym used by exports "
-        "and analyses stays). Run it once approval and bonuses are done. Refuses, changing "
+        "and analyses stays), with their submission IDs (paid bonus rows and audit events keep "
+        "a keyed hash). Run it once verification, approval and bonuses are done. Refuses, changing "
         "nothing, while a selected participant is still taking part or has an unpaid bonus, "
         "unless --force. Each purged study is recorded in the audit log."
     )
