@@ -5,7 +5,7 @@ import threading
 import pytest
 from django.contrib.auth import get_user_model
 
-from survey.bots import bots_run, observer_create
+from survey.bots import BOT_STUDY_ID, bots_run, observer_create
 from survey.models import Participant
 from tests.factories import study_with_match_sets
 
@@ -38,7 +38,7 @@ def test_dashboard_counts_completions_without_a_reload(page, live_server):
             careless=0.0,
             seed=1,
             concurrency=1,
-            study_id="STUDY0001",
+            study_id=BOT_STUDY_ID,
             every_image=False,
         )
 
