@@ -1,9 +1,12 @@
-"""Effect sizes of accuracy over chance, per method.
+"""Effect sizes of accuracy over chance, per method, each centred on its own estimate.
 
-* percentage points over matched chance, with the participant-level t interval (the
-  same unit that the chance test uses), and over the flat 1/K baseline;
+* percentage points over matched chance: the crossed estimate and its t(G − 1) interval
+  (``analysis.crossed``: the same numbers as the report's sentence and test);
+* percentage points over the flat 1/K baseline: pooled accuracy − 1/K, with the crossed
+  accuracy interval shifted by 1/K (same estimator, so the interval brackets the estimate);
 * Cohen's h between pooled accuracy and pooled matched chance (2·asin√p − 2·asin√p0);
-* d_z: mean of participant (accuracy − matched chance) differences over their SD.
+* d_z: mean of participant (accuracy − matched chance) differences over their SD — a
+  participant-level standardised effect (conditional on these faces), with its own mean.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.chance import ChanceTest
+from analysis.crossed import CrossedChanceTest
 
 
 def cohens_h(p: float | np.ndarray, p0: float | np.ndarray) -> np.ndarray:
@@ -19,12 +23,19 @@ def cohens_h(p: float | np.ndarray, p0: float | np.ndarray) -> np.ndarray:
     return 2 * np.arcsin(np.sqrt(p)) - 2 * np.arcsin(np.sqrt(p0))
 
 
-def effect_sizes(accuracy: pd.DataFrame, tests: list[ChanceTest]) -> pd.DataFrame:
-    """Per method: pp over matched and flat chance, Cohen's h and d_z."""
-    by_method = {t.method: t for t in tests}
+def effect_sizes(
+    accuracy: pd.DataFrame,
+    crossed: list[CrossedChanceTest],
+    participant_tests: list[ChanceTest],
+) -> pd.DataFrame:
+    """Per method: pp over matched and flat chance (crossed), Cohen's h and d_z."""
+    default = {t.method: t for t in crossed}
+    by_participant = {t.method: t for t in participant_tests}
     rows = []
     for rec in accuracy.to_dict("records"):
-        test = by_method[rec["method"]]
+        test = default[rec["method"]]
+        people = by_participant[rec["method"]]
+        flat = rec["flat_chance"]
         rows.append(
             {
                 "method": rec["method"],
@@ -32,12 +43,12 @@ def effect_sizes(accuracy: pd.DataFrame, tests: list[ChanceTest]) -> pd.DataFram
                 "over_matched_pp": 100 * test.difference,
                 "over_matched_low_pp": 100 * test.ci_low,
                 "over_matched_high_pp": 100 * test.ci_high,
-                "over_flat_pp": 100 * (rec["accuracy"] - rec["flat_chance"]),
-                "over_flat_low_pp": 100 * (rec["gee_low"] - rec["flat_chance"]),
-                "over_flat_high_pp": 100 * (rec["gee_high"] - rec["flat_chance"]),
+                "over_flat_pp": 100 * (rec["accuracy"] - flat),
+                "over_flat_low_pp": 100 * (rec["ci_low"] - flat),
+                "over_flat_high_pp": 100 * (rec["ci_high"] - flat),
                 "cohens_h": float(cohens_h(rec["accuracy"], rec["matched_chance"])),
-                "d_z": test.difference / test.sd_difference
-                if test.sd_difference > 0
+                "participant_d_z": people.difference / people.sd_difference
+                if people.sd_difference > 0
                 else float("nan"),
             }
         )

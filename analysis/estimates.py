@@ -1,17 +1,16 @@
-"""Per-method accuracy with intervals that respect participant clustering.
+"""Per-method accuracy: the default crossed interval and the participant-only ones.
 
 The estimand is the population-averaged probability that a response to a target-present
-question of a method contains a true candidate. Each participant answers several questions
-per method, so responses are not independent; intervals come from
+question of a method contains a true candidate. The default interval (``ci_low``/``ci_high``)
+treats participants and faces as samples (``analysis.crossed``: two-way participant × face
+cluster-robust, t(G − 1)). The participant-only intervals below treat the faces shown as
+fixed, so they are conditional on these faces (too narrow for faces in general):
 
 * a participant-cluster bootstrap (``scipy.stats.bootstrap``, BCa, resampling
   participants; the statistic is the pooled proportion = Σ correct / Σ answered);
 * GEE (Binomial, logit link, exchangeable working correlation, groups = participant,
   robust sandwich covariance), one logit coefficient per method; the Wald interval is
   computed on the logit scale and transformed back (it stays inside [0, 1]);
-* a two-way (participant × identity) cluster-robust interval for the pooled proportion
-  (Cameron–Gelbach–Miller: V_p + V_i − V_{p∩i}), which also allows for items being a
-  sample of identities;
 * Wilson intervals treating responses as independent — descriptive only, too narrow.
 """
 
@@ -26,6 +25,7 @@ from scipy import special, stats
 from statsmodels.stats.proportion import proportion_confint
 
 from analysis import columns as c
+from analysis.crossed import CrossedFit, accuracy_intervals, fit_crossed
 
 
 @dataclass(frozen=True)
@@ -122,51 +122,19 @@ def cluster_bootstrap_interval(
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def two_way_cluster_interval(
-    df: pd.DataFrame, outcome: str = c.ANY_CORRECT, level: float = 0.95
-) -> tuple[float, float, float]:
-    """Pooled proportion with a participant × identity cluster-robust, logit-transformed CI."""
-    y = df[outcome].to_numpy(dtype=float)
-    n = y.size
-    p = float(y.mean())
-    if p in (0.0, 1.0):
-        return p, p, p
-    infl = (y - p) / n
-
-    def clustered(keys: pd.Series | pd.MultiIndex) -> float:
-        return float((pd.Series(infl).groupby(np.asarray(keys)).sum() ** 2).sum())
-
-    keys_both = (
-        df[c.PARTICIPANT].astype(str).to_numpy()
-        + "|"
-        + df[c.TARGET_IDENTITY].astype(str).to_numpy()
-    )
-    v_p = clustered(df[c.PARTICIPANT])
-    v_i = clustered(df[c.TARGET_IDENTITY])
-    v_pi = clustered(pd.Series(keys_both))
-    var = v_p + v_i - v_pi
-    if var <= 0:  # CGM can go negative in small samples; fall back to the larger one-way
-        var = max(v_p, v_i)
-    se_logit = np.sqrt(var) / (p * (1 - p))
-    z = stats.norm.ppf(0.5 + level / 2)
-    centre = special.logit(p)
-    return (
-        p,
-        float(special.expit(centre - z * se_logit)),
-        float(special.expit(centre + z * se_logit)),
-    )
-
-
 def method_accuracy(
     df: pd.DataFrame,
     level: float = 0.95,
     n_resamples: int = 1999,
     seed: int = 0,
     gee: GeeFit | None = None,
+    crossed: CrossedFit | None = None,
 ) -> pd.DataFrame:
-    """Per method: pooled accuracy on target-present questions with all four intervals."""
+    """Per method: pooled accuracy, the crossed interval, and the participant-only ones."""
     present = present_responses(df)
     gee = gee or fit_gee(present)
+    crossed = crossed or fit_crossed(present, gee.methods)
+    default = accuracy_intervals(crossed, level).set_index("method")
     gee_low, gee_high = gee.interval(level)
     gee_p = gee.probability()
     rows = []
@@ -183,27 +151,29 @@ def method_accuracy(
             n_resamples=n_resamples,
             seed=seed + j,
         )
-        _, t_low, t_high = two_way_cluster_interval(sub, level=level)
+        crossed_row = default.loc[method]
         rows.append(
             {
                 "method": method,
                 "n_responses": n,
                 "n_participants": len(totals),
-                "n_identities": sub[c.TARGET_IDENTITY].nunique(),
+                "n_faces": int(crossed_row["n_faces"]),
                 "correct": k,
                 "accuracy": k / n if n else float("nan"),
-                "participant_mean": float((totals["correct"] / totals["n"]).mean()),
+                "ci_low": float(crossed_row["ci_low"]),  # default: participants × faces
+                "ci_high": float(crossed_row["ci_high"]),
+                "df": int(crossed_row["df"]),
                 "matched_chance": float(sub[c.MATCHED_CHANCE].mean()),
                 "flat_chance": float(sub[c.FLAT_CHANCE].mean()),
-                "wilson_low": float(w_low),
-                "wilson_high": float(w_high),
-                "bootstrap_low": b_low,
-                "bootstrap_high": b_high,
+                # Conditional on these faces (participants resampled only):
+                "participant_mean": float((totals["correct"] / totals["n"]).mean()),
                 "gee_estimate": float(gee_p[j]),
                 "gee_low": float(gee_low[j]),
                 "gee_high": float(gee_high[j]),
-                "twoway_low": t_low,
-                "twoway_high": t_high,
+                "bootstrap_low": b_low,
+                "bootstrap_high": b_high,
+                "wilson_low": float(w_low),
+                "wilson_high": float(w_high),
             }
         )
     return pd.DataFrame(rows)

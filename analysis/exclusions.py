@@ -200,3 +200,35 @@ def _step(rule: str, description: str, before: pd.DataFrame, after: pd.DataFrame
         participants_left=after[c.PARTICIPANT].nunique(),
         responses_left=len(after),
     )
+
+
+def speeder_summary(data: pd.DataFrame, analysed: pd.DataFrame) -> dict[str, float | int]:
+    """The survey's per-question speed flags (``is_fast``: faster than the study's
+    ``speeder_seconds``), over every answer in the export and over the analysed ones.
+
+    Descriptive: the flags exclude nobody by themselves (the ``fast`` rule judges a whole
+    session's time); a high share among analysed answers is worth a look before publishing.
+    """
+
+    def shares(frame: pd.DataFrame) -> tuple[int, int, int, int]:
+        real = frame[~frame[c.IS_ATTENTION_CHECK]]
+        fast = real[c.IS_FAST].astype("boolean").fillna(False).astype(bool)
+        per = fast.groupby(real[c.PARTICIPANT]).mean()
+        return len(real), int(fast.sum()), int((per > 0).sum()), int((per >= 0.5).sum())
+
+    answers, fast, any_fast, mostly = shares(data)
+    a_answers, a_fast, _, a_mostly = shares(analysed)
+    real = data[~data[c.IS_ATTENTION_CHECK]]
+    median = float(real[c.DURATION_S].median()) if len(real) else float("nan")
+    return {
+        "answers": answers,
+        "fast_answers": fast,
+        "fast_share": fast / answers if answers else float("nan"),
+        "participants_with_fast_answers": any_fast,
+        "participants_mostly_fast": mostly,  # at least half of their answers flagged
+        "median_seconds_per_answer": median,
+        "analysed_answers": a_answers,
+        "analysed_fast_answers": a_fast,
+        "analysed_fast_share": a_fast / a_answers if a_answers else float("nan"),
+        "analysed_participants_mostly_fast": a_mostly,
+    }

@@ -17,7 +17,7 @@ from analysis.confidence import CONFIDENCE_LEVELS
 
 FIG7_CAPTION = (
     "Share of target-present responses with at least one true candidate selected, per "
-    "method: point = pooled accuracy with 95% participant-clustered CI (GEE, robust); "
+    "method: point = pooled accuracy with 95% CI crossed over participants and faces; "
     "dots = participants' own accuracy (jittered); dashed line = 1/K; dotted segments = "
     "matched chance for the selections actually made. With 5 questions per method a "
     "participant's score takes only 6 values (0, 20, …, 100%), hence the bands of dots."
@@ -62,8 +62,8 @@ def plot_accuracy(
         ax.scatter(x + jitter, dots, s=8, alpha=0.35, color="tab:blue", linewidths=0)
         row = accuracy[accuracy["method"] == method].iloc[0]
         ax.errorbar(
-            x, row["gee_estimate"],
-            yerr=_error_bars([row["gee_estimate"]], [row["gee_low"]], [row["gee_high"]]),
+            x, row["accuracy"],
+            yerr=_error_bars([row["accuracy"]], [row["ci_low"]], [row["ci_high"]]),
             fmt="o", color="black", capsize=5, markersize=6, zorder=5,
         )  # fmt: skip
         ax.hlines(row["matched_chance"], x - 0.3, x + 0.3, colors="tab:red", linestyles=":")
@@ -140,7 +140,7 @@ def plot_forest(contrasts: pd.DataFrame, out_dir: Path) -> list[Path]:
         f"{r.method_a} vs {r.method_b} (p_Holm {_p_text(r.p_holm)})" for r in contrasts.itertuples()
     ]
     ax.set_yticks(y, labels, fontsize=8)
-    ax.set_xlabel("odds ratio of ≥ 1 true match (95% CI, participant-clustered)")
+    ax.set_xlabel("odds ratio of ≥ 1 true match (95% CI, participants × faces)")
     return _save(fig, out_dir, "fig_contrasts")
 
 

@@ -1,18 +1,23 @@
-"""Smallest detectable effects for a planned number of participants.
+"""Power of the report's default (crossed) tests, for planned participants *and* faces.
 
-Analytic, for the tests this package runs on participant means:
+The report's tests (``analysis.crossed``) treat participants and faces as samples, so a
+study's precision depends on both: each face is shown to many participants, and a pool of
+20 faces per method cannot pin a method's accuracy down however many people look at it.
 
-* above chance: one-sided one-sample t test of (accuracy − chance) per method at ``alpha``;
-* between methods: two-sided paired t test at ``alpha / n_comparisons`` (Bonferroni, the
-  first and strictest step of Holm) — the GEE Wald tests used in the report behave alike
-  with 100+ participants.
+Model (``analysis.simulation``): p = expit(b + u + v), u ~ N(0, participant_sd²) per
+participant, v ~ N(0, face_sd²) per face (match set), b solved so that the population accuracy
+E[p] is the stated one. With P participants answering q questions per method (N = P·q
+responses) over F faces per method, the pooled accuracy's variance is
 
-The SD of a participant's mean over ``q`` questions comes from the simulation model
-(``analysis.simulation``): p = expit(b + u + v), u ~ N(0, participant_sd²) shared across
-a participant's questions, v ~ N(0, identity_sd²) fresh per question, so
-Var(ȳ) = Var_u(m(u)) + E_u[m(u)(1 − m(u))]/q with m(u) = E_v[expit(b + u + v)].
-At chance the participant effect is absent (random picks). Power comes from the noncentral
-t distribution. ``simulated_power`` checks the analytic answer with whole simulated studies.
+    Var = σ²_P / P + σ²_F / F + (σ²_PF + E[p(1 − p)]) / N,
+
+with σ²_P = Var_u(E_v p), σ²_F = Var_v(E_u p) and σ²_PF the interaction (Gauss–Hermite
+quadrature). Tests use t(G − 1), G = min(P, F), as the report does: one-sided above chance at
+``alpha``; between two methods two-sided at ``alpha / n_comparisons`` (Bonferroni, the first
+and strictest step of Holm), with the participant effect shared by both methods and each
+method's face effects independent (a conservative reading). Power comes from the noncentral t
+distribution; ``simulated_power`` checks it with whole simulated studies analysed by the
+report's crossed test.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from scipy import optimize, special, stats
 
-from analysis.chance import chance_tests
+from analysis.crossed import chance_tests_crossed, fit_crossed
+from analysis.estimates import present_responses
 from analysis.outcomes import add_outcomes
 from analysis.simulation import (
     QUAD_NODES,
@@ -33,6 +39,28 @@ from analysis.simulation import (
     simulate_long_responses,
 )
 
+DEFAULT_PARTICIPANT_SD = 0.8
+DEFAULT_FACE_SD = 0.6
+
+
+@dataclass(frozen=True)
+class VarianceParts:
+    """Where a method's pooled accuracy gets its variance from (proportion² units)."""
+
+    participants: float  # σ²_P / P
+    faces: float  # σ²_F / F
+    residual: float  # (σ²_PF + E[p(1 − p)]) / N
+
+    @property
+    def total(self) -> float:
+        """Variance of the pooled accuracy."""
+        return self.participants + self.faces + self.residual
+
+    @property
+    def faces_bottleneck(self) -> bool:
+        """The face pool contributes more variance than everything else together."""
+        return self.faces > self.participants + self.residual
+
 
 @dataclass(frozen=True)
 class PowerResult:
@@ -40,54 +68,86 @@ class PowerResult:
 
     n_participants: int
     questions_per_method: int
+    faces_per_method: int
     alpha: float
     power: float
     chance: float
-    d_z_above_chance: float  # required standardised effect, one-sided test
+    participant_sd: float
+    face_sd: float
+    df: int  # t(G − 1), G = min(participants, faces)
     min_accuracy_above_chance: float  # smallest true accuracy detected above chance
     min_pp_above_chance: float
     comparison_baseline: float
-    d_z_between_methods: float
     min_pp_between_methods: float  # smallest difference to comparison_baseline detected
+    share_of_variance_from_faces: float  # at the smallest detectable accuracy above chance
+    faces_bottleneck: bool
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | int | bool]:
         """Plain dict for JSON."""
         return asdict(self)
 
 
-def required_d_z(n: int, alpha: float, power: float, two_sided: bool = False) -> float:
-    """Standardised mean difference a one-sample t test with n detects at the given power."""
-    df = n - 1
-    a = alpha / 2 if two_sided else alpha
-    t_crit = stats.t.ppf(1 - a, df)
-
-    def gap(d: float) -> float:
-        return float(stats.nct.sf(t_crit, df, d * np.sqrt(n)) - power)
-
-    return float(optimize.brentq(gap, 1e-6, 20.0))
+def _grid(accuracy: float, participant_sd: float, face_sd: float) -> np.ndarray:
+    """p(u, v) at the quadrature nodes: rows participants' u, columns faces' v."""
+    b = logit_intercept(accuracy, float(np.hypot(participant_sd, face_sd)))
+    return special.expit(b + participant_sd * QUAD_NODES[:, None] + face_sd * QUAD_NODES[None, :])
 
 
-def _person_moments(accuracy: float, participant_sd: float, identity_sd: float) -> np.ndarray:
-    """m(u) at the quadrature nodes of u, for a population-averaged accuracy."""
-    b = logit_intercept(accuracy, float(np.hypot(participant_sd, identity_sd)))
-    u = participant_sd * QUAD_NODES
-    inner = special.expit(b + u[:, None] + identity_sd * QUAD_NODES[None, :])
-    return inner @ QUAD_WEIGHTS
+def _var(values: np.ndarray) -> float:
+    mean = float(QUAD_WEIGHTS @ values)
+    return float(QUAD_WEIGHTS @ (values - mean) ** 2)
 
 
-def participant_mean_sd(
-    accuracy: float, q: int, participant_sd: float, identity_sd: float
+def variance_parts(
+    accuracy: float,
+    n_participants: int,
+    questions_per_method: int,
+    faces_per_method: int,
+    participant_sd: float = DEFAULT_PARTICIPANT_SD,
+    face_sd: float = DEFAULT_FACE_SD,
+) -> VarianceParts:
+    """Variance of a method's pooled accuracy, split into participant, face and residual."""
+    grid = _grid(accuracy, participant_sd, face_sd)
+    n = n_participants * questions_per_method
+    faces = min(faces_per_method, n)  # a face nobody sees adds nothing
+    by_person = grid @ QUAD_WEIGHTS
+    by_face = QUAD_WEIGHTS @ grid
+    mean = float(QUAD_WEIGHTS @ by_person)
+    var_cells = float(QUAD_WEIGHTS @ (grid - mean) ** 2 @ QUAD_WEIGHTS)
+    var_p, var_f = _var(by_person), _var(by_face)
+    bernoulli = float(QUAD_WEIGHTS @ (grid * (1 - grid)) @ QUAD_WEIGHTS)
+    return VarianceParts(
+        participants=var_p / n_participants,
+        faces=var_f / faces,
+        residual=(max(var_cells - var_p - var_f, 0.0) + bernoulli) / n,
+    )
+
+
+def _difference_variance(
+    a: float, b: float, n_participants: int, q: int, faces: int, sd_p: float, sd_f: float
 ) -> float:
-    """SD of a participant's mean accuracy over q questions under the simulation model."""
-    m = _person_moments(accuracy, participant_sd, identity_sd)
-    mean = float(QUAD_WEIGHTS @ m)
-    var_between = float(QUAD_WEIGHTS @ (m - mean) ** 2)
-    var_within = float(QUAD_WEIGHTS @ (m * (1 - m))) / q
-    return float(np.sqrt(var_between + var_within))
+    """Variance of the difference of two methods' pooled accuracies (shared participants)."""
+    grid_a, grid_b = _grid(a, sd_p, sd_f), _grid(b, sd_p, sd_f)
+    shared = _var(grid_a @ QUAD_WEIGHTS - grid_b @ QUAD_WEIGHTS) / n_participants
+    parts_a = variance_parts(a, n_participants, q, faces, sd_p, sd_f)
+    parts_b = variance_parts(b, n_participants, q, faces, sd_p, sd_f)
+    return shared + parts_a.faces + parts_b.faces + parts_a.residual + parts_b.residual
+
+
+def t_test_power(effect: float, se: float, df: int, alpha: float, two_sided: bool = False) -> float:
+    """Power of a t(df) test of H0: effect = 0 when the estimate has standard error ``se``."""
+    a = alpha / 2 if two_sided else alpha
+    crit = stats.t.ppf(1 - a, df)
+    delta = effect / se
+    if delta > 40:  # far beyond any critical value (and beyond scipy's nct accuracy)
+        return 1.0
+    upper = float(stats.nct.sf(crit, df, delta))
+    lower = float(stats.nct.cdf(-crit, df, delta)) if two_sided else 0.0
+    return upper + (lower if np.isfinite(lower) else 0.0)  # scipy's tail is NaN far out
 
 
 def _root(gap: Callable[[float], float], low: float, high: float) -> float:
-    """Where ``gap`` crosses zero in [low, high]; NaN when it does not (too few participants)."""
+    """Where ``gap`` crosses zero in [low, high]; NaN when it does not (too small a study)."""
     if gap(low) * gap(high) > 0:
         return float("nan")
     return float(optimize.brentq(gap, low, high))
@@ -96,64 +156,93 @@ def _root(gap: Callable[[float], float], low: float, high: float) -> float:
 def power(
     n_participants: int,
     questions_per_method: int = 5,
+    faces_per_method: int = 50,
     chance: float = 0.2,
     alpha: float = 0.05,
     target_power: float = 0.8,
-    participant_sd: float = 0.8,
-    identity_sd: float = 0.5,
+    participant_sd: float = DEFAULT_PARTICIPANT_SD,
+    face_sd: float = DEFAULT_FACE_SD,
     comparison_baseline: float = 0.35,
     n_comparisons: int = 6,
 ) -> PowerResult:
     """Smallest accuracy above chance and smallest between-method gap detectable (analytic)."""
-    q = questions_per_method
-    d_chance = required_d_z(n_participants, alpha, target_power)
+    q, faces = questions_per_method, faces_per_method
+    df = max(min(n_participants, faces) - 1, 1)
+
+    def se(p: float) -> float:
+        parts = variance_parts(p, n_participants, q, faces, participant_sd, face_sd)
+        return float(np.sqrt(parts.total))
 
     def gap_chance(p: float) -> float:
-        # Matched chance is a constant for single picks, so only ȳ varies.
-        sd = participant_mean_sd(p, q, participant_sd, identity_sd)
-        return (p - chance) / sd - d_chance
+        return t_test_power(p - chance, se(p), df, alpha) - target_power
 
-    min_acc = _root(gap_chance, chance + 1e-6, 0.999)
-
-    d_pair = required_d_z(n_participants, alpha / n_comparisons, target_power, two_sided=True)
-    m_base = _person_moments(comparison_baseline, participant_sd, identity_sd)
+    min_acc = _root(gap_chance, chance + 1e-4, 0.99)
 
     def gap_pair(p: float) -> float:
-        m = _person_moments(p, participant_sd, identity_sd)
-        diff = m - m_base
-        var = float(QUAD_WEIGHTS @ (diff - QUAD_WEIGHTS @ diff) ** 2)
-        var += float(QUAD_WEIGHTS @ (m * (1 - m)) + QUAD_WEIGHTS @ (m_base * (1 - m_base))) / q
-        return (p - comparison_baseline) / np.sqrt(var) - d_pair
+        var = _difference_variance(
+            p, comparison_baseline, n_participants, q, faces, participant_sd, face_sd
+        )
+        effect = p - comparison_baseline
+        return (
+            t_test_power(effect, float(np.sqrt(var)), df, alpha / n_comparisons, two_sided=True)
+            - target_power
+        )
 
-    min_pair = _root(gap_pair, comparison_baseline + 1e-6, 0.999)
+    min_pair = _root(gap_pair, comparison_baseline + 1e-4, 0.99)
+    at = min_acc if np.isfinite(min_acc) else 0.5
+    parts = variance_parts(at, n_participants, q, faces, participant_sd, face_sd)
     return PowerResult(
         n_participants=n_participants,
         questions_per_method=q,
+        faces_per_method=faces,
         alpha=alpha,
         power=target_power,
         chance=chance,
-        d_z_above_chance=d_chance,
+        participant_sd=participant_sd,
+        face_sd=face_sd,
+        df=df,
         min_accuracy_above_chance=min_acc,
         min_pp_above_chance=100 * (min_acc - chance),
         comparison_baseline=comparison_baseline,
-        d_z_between_methods=d_pair,
         min_pp_between_methods=100 * (min_pair - comparison_baseline),
+        share_of_variance_from_faces=parts.faces / parts.total,
+        faces_bottleneck=parts.faces_bottleneck,
     )
+
+
+def power_above_chance(
+    accuracy: float,
+    n_participants: int,
+    questions_per_method: int = 5,
+    faces_per_method: int = 50,
+    chance: float = 0.2,
+    alpha: float = 0.05,
+    participant_sd: float = DEFAULT_PARTICIPANT_SD,
+    face_sd: float = DEFAULT_FACE_SD,
+) -> float:
+    """Power of the crossed one-sided test for a method whose population accuracy is given."""
+    parts = variance_parts(
+        accuracy, n_participants, questions_per_method, faces_per_method, participant_sd, face_sd
+    )
+    df = max(min(n_participants, faces_per_method) - 1, 1)
+    return t_test_power(accuracy - chance, float(np.sqrt(parts.total)), df, alpha)
 
 
 def simulated_power(
     accuracy: float,
     n_participants: int,
+    faces_per_method: int = 50,
     n_studies: int = 100,
     alpha: float = 0.05,
     seed: int = 0,
     config: SimulationConfig | None = None,
 ) -> float:
     """Share of simulated studies in which one method at ``accuracy`` tests above chance."""
-    base = config or SimulationConfig()
+    base = config or SimulationConfig(identity_sd=DEFAULT_FACE_SD)
     cfg = replace(
         base,
         n_participants=n_participants,
+        items_per_method=faces_per_method,
         accuracies=(("target", accuracy),),
         p_target_absent=0.0,
         p_none_when_unsure=0.0,
@@ -162,6 +251,6 @@ def simulated_power(
     )
     hits = 0
     for s in range(n_studies):
-        df = add_outcomes(simulate_long_responses(cfg, seed + s))
-        hits += chance_tests(df)[0].p_greater < alpha
+        present = present_responses(add_outcomes(simulate_long_responses(cfg, seed + s)))
+        hits += chance_tests_crossed(fit_crossed(present))[0].p_greater < alpha
     return hits / n_studies

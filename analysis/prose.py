@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
-from analysis.chance import ChanceTest
 from analysis.comparisons import OmnibusTest
+from analysis.crossed import CrossedChanceTest, CrossedOmnibus
 
 
 def p_apa(p: float) -> str:
@@ -22,34 +24,48 @@ def pct(x: float, digits: int = 1) -> str:
     return f"{100 * x:.{digits}f}%"
 
 
-def accuracy_sentence(row: dict[str, object], test: ChanceTest, d_z: float) -> str:
-    """One method: accuracy with CI, and the test against matched chance."""
+def accuracy_sentence(row: Mapping[str, Any], test: CrossedChanceTest, cohens_h: float) -> str:
+    """One method: pooled accuracy, its crossed CI, and the crossed test against chance.
+
+    Every number comes from one estimator (``analysis.crossed``): the pooled proportion, its
+    two-way participant × face interval, and the gap to matched chance with its own interval.
+    """
     return (
         f"For {row['method']}, {pct(float(row['accuracy']))} of {row['n_responses']} "
-        f"target-present responses contained a true match "
-        f"(95% CI [{pct(float(row['gee_low']))}, {pct(float(row['gee_high']))}], GEE; "
-        f"bootstrap [{pct(float(row['bootstrap_low']))}, {pct(float(row['bootstrap_high']))}]), "
-        f"{100 * test.difference:.1f} pp above matched chance ({pct(test.matched_chance)}), "
-        f"t({test.df}) = {test.t:.2f}, {p_apa(test.p_greater)} (one-sided), d_z = {d_z:.2f}."
+        f"target-present responses ({row['n_participants']} participants, {row['n_faces']} "
+        f"faces) contained a true match (95% CI [{pct(float(row['ci_low']))}, "
+        f"{pct(float(row['ci_high']))}]), {100 * test.difference:+.1f} pp "
+        f"[{100 * test.ci_low:+.1f}, {100 * test.ci_high:+.1f}] relative to matched chance "
+        f"({pct(test.matched_chance)}), t({test.df}) = {test.t:.2f}, "
+        f"{p_apa(test.p_greater)} (one-sided), Cohen's h = {cohens_h:.2f}."
     )
 
 
-def omnibus_sentence(test: OmnibusTest, n_clusters: int) -> str:
-    """The GEE omnibus test of equal accuracy across methods."""
+def omnibus_sentence(test: CrossedOmnibus) -> str:
+    """The crossed Wald test of equal accuracy across methods."""
+    stat = f"F({test.df_num}, {test.df_den}) = {test.f:.2f}, {p_apa(test.p)}"
+    if test.p < 0.05:
+        return f"Accuracy differed between methods, {stat} (participants and faces crossed)."
     return (
-        f"Accuracy differed between methods, Wald χ²({test.df}) = {test.chi2:.2f}, "
-        f"{p_apa(test.p)} (GEE, {n_clusters} participant clusters)."
-        if test.p < 0.05
-        else f"Accuracy did not differ detectably between methods, Wald χ²({test.df}) = "
-        f"{test.chi2:.2f}, {p_apa(test.p)} (GEE, {n_clusters} participant clusters)."
+        f"Accuracy did not differ detectably between methods, {stat} (participants and faces "
+        "crossed)."
     )
 
 
-def contrast_sentence(row: dict[str, object]) -> str:
-    """One pairwise contrast as OR and pp difference with Holm-adjusted p."""
+def omnibus_sentence_conditional(test: OmnibusTest, n_clusters: int) -> str:
+    """The participant-only GEE omnibus test (conditional on these faces)."""
     return (
-        f"{row['method_a']} vs {row['method_b']}: OR = {float(row['odds_ratio']):.2f} "
-        f"[{float(row['or_low']):.2f}, {float(row['or_high']):.2f}], "
-        f"Δ = {float(row['diff_pp']):.1f} pp [{float(row['diff_low_pp']):.1f}, "
-        f"{float(row['diff_high_pp']):.1f}], {p_apa(float(row['p_holm']))} (Holm)."
+        f"GEE Wald χ²({test.df}) = {test.chi2:.2f}, {p_apa(test.p)} ({n_clusters} participant "
+        "clusters; conditional on these faces)."
+    )
+
+
+def contrast_sentence(row: Mapping[str, Any]) -> str:
+    """One pairwise contrast: pp difference with CI and Holm-adjusted p; OR alongside."""
+    return (
+        f"{row['method_a']} vs {row['method_b']}: Δ = {float(row['diff_pp']):.1f} pp "
+        f"[{float(row['diff_low_pp']):.1f}, {float(row['diff_high_pp']):.1f}], "
+        f"t({int(row['df'])}) = {float(row['t']):.2f}, {p_apa(float(row['p_holm']))} (Holm); "
+        f"OR = {float(row['odds_ratio']):.2f} [{float(row['or_low']):.2f}, "
+        f"{float(row['or_high']):.2f}]."
     )

@@ -20,8 +20,8 @@ import pandas as pd
 
 from analysis import columns as c
 from analysis import documents as doc
-from analysis import figures, prose
-from analysis.chance import chance_tests, participant_chance_differences
+from analysis import figures
+from analysis.chance import chance_tests, participant_chance_differences, wilcoxon_symmetry
 from analysis.comparisons import omnibus_wald, pairwise_contrasts
 from analysis.confidence import (
     calibration_table,
@@ -30,12 +30,27 @@ from analysis.confidence import (
     summarise_auroc,
     type2_auroc,
 )
+from analysis.crossed import (
+    chance_tests_crossed,
+    fit_crossed,
+    omnibus_crossed,
+    pairwise_crossed,
+)
 from analysis.effects import effect_sizes
 from analysis.estimates import fit_gee, method_accuracy, present_responses
-from analysis.exclusions import ExclusionConfig, apply_exclusions
+from analysis.exclusions import ExclusionConfig, apply_exclusions, speeder_summary
+from analysis.narrative import report_document
 from analysis.outcomes import add_outcomes, outcome_summary
 from analysis.power import power
 from analysis.variability import random_effect_sds
+
+INFERENCE = (
+    "Default intervals and tests are crossed over participants and faces (two-way "
+    "participant × face cluster-robust, CR1, t(G − 1) with G = min(participants, faces)): they "
+    "refer to new participants recruited like these looking at new faces reconstructed the "
+    "same way, not only to the faces shown. Participant-only results (GEE, participant "
+    "bootstrap, t tests on participant means) are conditional on these faces."
+)
 
 
 @dataclass(frozen=True)
@@ -60,22 +75,30 @@ def analyse(df: pd.DataFrame, config: AnalysisConfig) -> dict[str, Any]:
     level = config.confidence_level
     present = present_responses(df)
     gee = fit_gee(present)
+    crossed = fit_crossed(present, gee.methods)
     accuracy = method_accuracy(
-        df, level=level, n_resamples=config.n_resamples, seed=config.seed, gee=gee
+        df, level=level, n_resamples=config.n_resamples, seed=config.seed, gee=gee, crossed=crossed
     )
-    tests = chance_tests(df, confidence_level=level)
+    tests = chance_tests_crossed(crossed, level=level)
+    participant_tests = chance_tests(df, confidence_level=level)
     result: dict[str, Any] = {
         "outcomes": outcome_summary(df),
         "accuracy": accuracy,
-        "gee": {
-            "n_clusters": gee.n_clusters,
-            "n_obs": gee.n_obs,
-            "working_correlation": gee.working_correlation,
-        },
         "chance_tests": tests,
-        "effects": effect_sizes(accuracy, tests),
-        "omnibus": omnibus_wald(gee),
-        "contrasts": pairwise_contrasts(gee, level=level),
+        "effects": effect_sizes(accuracy, tests, participant_tests),
+        "omnibus": omnibus_crossed(crossed),
+        "contrasts": pairwise_crossed(crossed, level=level),
+        "conditional": {
+            "gee": {
+                "n_clusters": gee.n_clusters,
+                "n_obs": gee.n_obs,
+                "working_correlation": gee.working_correlation,
+            },
+            "chance_tests": participant_tests,
+            "omnibus": omnibus_wald(gee),
+            "contrasts": pairwise_contrasts(gee, level=level),
+            "wilcoxon_symmetry": wilcoxon_symmetry(df),
+        },
         "participant_means": participant_chance_differences(df),
     }
     result["confident"] = confident_shares(
@@ -98,12 +121,14 @@ def build_report(
     preface: Sequence[doc.Block] = (),
     appendix: Sequence[doc.Block] = (),
     extra: Mapping[str, Any] | None = None,
+    arrivals: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Run every analysis on the long export and write the report folder; return the summary.
 
     ``preface`` blocks open the report (e.g. the pre-registration status), ``appendix``
     blocks close it, and ``extra`` entries join the summary; they come from callers that
-    know the study (``analysis.services``).
+    know the study (``analysis.services``). ``arrivals`` counts the participants who never
+    reached a question (they are not in the export), by reason; they open the exclusion flow.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -116,31 +141,40 @@ def build_report(
         if len(excluded.data)
         else 5
     )
+    faces = int(main["accuracy"]["n_faces"].median()) if len(main["accuracy"]) else 1
     planned = power(
         max(excluded.data[c.PARTICIPANT].nunique(), 3),
         questions_per_method=max(n_per_method, 1),
+        faces_per_method=max(faces, 2),
         chance=1 / k,
+        **_heterogeneity(main),
     )
     summary: dict[str, Any] = {
         "study": sorted(data[c.STUDY].astype(str).unique().tolist()),
         "k": k,
+        "inference": INFERENCE,
+        "arrivals": dict(arrivals or {}),
         "exclusions": excluded.steps_table(),
         "excluded_participants": {rule: list(who) for rule, who in excluded.removed.items()},
+        "speeders": speeder_summary(data, excluded.data),
         **{name: value for name, value in main.items() if name != "participant_means"},
         "power_at_this_n": planned.as_dict(),
     }
     if config.sensitivity:
         everyone = apply_exclusions(data, config.exclusions.sensitivity_variant())
+        present = present_responses(everyone.data)
+        crossed = fit_crossed(present)
         sens = method_accuracy(
             everyone.data,
             level=config.confidence_level,
             n_resamples=config.n_resamples,
             seed=config.seed,
+            crossed=crossed,
         )
         summary["sensitivity"] = {
             "exclusions": everyone.steps_table(),
             "accuracy": sens,
-            "chance_tests": chance_tests(everyone.data, config.confidence_level),
+            "chance_tests": chance_tests_crossed(crossed, config.confidence_level),
         }
 
     figure_blocks: dict[str, doc.Figure] = {}
@@ -163,8 +197,8 @@ def build_report(
             ),
             "contrasts": (
                 figures.plot_forest(main["contrasts"], fig_dir),
-                "Pairwise method contrasts: odds ratios with participant-clustered 95% CIs "
-                "(GEE) and Holm-adjusted p-values.",
+                "Pairwise method contrasts: odds ratios with 95% CIs crossed over participants "
+                "and faces, and Holm-adjusted p-values.",
             ),
         }
         for name, (paths, caption) in made.items():
@@ -190,12 +224,20 @@ def build_report(
     (out_dir / "config.json").write_text(
         json.dumps(_jsonable(config.as_dict()), indent=2), encoding="utf-8"
     )
-    document = _document(summary, main, figure_blocks, config, preface)
+    document = report_document(summary, main, figure_blocks, config, preface)
     for block in appendix:
         document.add(block)
     (out_dir / "report.md").write_text(doc.to_markdown(document, out_dir), encoding="utf-8")
     (out_dir / "report.html").write_text(doc.to_html(document), encoding="utf-8")
     return plain
+
+
+def _heterogeneity(main: Mapping[str, Any]) -> dict[str, float]:
+    """The study's own participant and face SDs (logit) for the power figures, if fitted."""
+    v = main.get("variability")
+    if v is None or not (math.isfinite(v.participant_sd) and math.isfinite(v.identity_sd)):
+        return {}
+    return {"participant_sd": float(v.participant_sd), "face_sd": float(v.identity_sd)}
 
 
 def _jsonable(value: Any) -> Any:
@@ -215,133 +257,3 @@ def _jsonable(value: Any) -> Any:
     if value is pd.NA:
         return None
     return value
-
-
-def _document(
-    summary: dict[str, Any],
-    main: dict[str, Any],
-    figs: dict[str, doc.Figure],
-    config: AnalysisConfig,
-    preface: Sequence[doc.Block] = (),
-) -> doc.Document:
-    """Assemble the report's blocks."""
-    d = doc.Document(title=f"Visual matching study report: {', '.join(summary['study'])}")
-    for block in preface:
-        d.add(block)
-    d.add(doc.Heading("Exclusions"))
-    d.add(
-        doc.Paragraph(
-            "Rules were fixed before analysis and never use accuracy. Attention items are "
-            "removed from all analyses. Where the study ran on Prolific, participants whose "
-            "SESSION_ID Prolific did not confirm (unverified) are left out, as are "
-            "participations with integrity flags (flagged). Counts after each step:"
-        )
-    )
-    d.add(doc.Table(summary["exclusions"]))
-
-    d.add(doc.Heading("Accuracy per method (primary outcome)"))
-    d.add(
-        doc.Paragraph(
-            "Primary outcome: on target-present questions, at least one selected candidate is "
-            "the target. Matched chance is the probability that the same number of random picks "
-            "would hit a true candidate, 1 − C(K−m, s)/C(K, s); 1/K is the paper's baseline. "
-            "Intervals: GEE (Binomial, exchangeable, participant clusters, robust SE, logit "
-            "scale), participant-cluster bootstrap (BCa, "
-            f"{config.n_resamples} resamples), two-way participant × identity clustering, and "
-            "Wilson (independent responses; descriptive only)."
-        )
-    )
-    if "accuracy" in figs:
-        d.add(figs["accuracy"])
-    d.add(doc.Table(main["accuracy"], "Per-method accuracy (proportions)."))
-    effects = main["effects"].set_index("method")
-    for row, test in zip(main["accuracy"].to_dict("records"), main["chance_tests"], strict=True):
-        d.add(doc.Paragraph(prose.accuracy_sentence(row, test, effects.loc[row["method"], "d_z"])))
-    tests = pd.DataFrame([asdict(t) for t in main["chance_tests"]])
-    d.add(
-        doc.Table(
-            tests,
-            "Accuracy − matched chance on participant means. The t test is primary; the "
-            "Wilcoxon test assumes symmetric differences and over-rejects at chance level.",
-        )
-    )
-    d.add(doc.Table(main["effects"], "Effect sizes (pp, Cohen's h, d_z).", digits=2))
-
-    d.add(doc.Heading("Comparisons between methods"))
-    d.add(doc.Paragraph(prose.omnibus_sentence(main["omnibus"], main["gee"]["n_clusters"])))
-    for row in main["contrasts"].to_dict("records"):
-        d.add(doc.Paragraph(prose.contrast_sentence(row)))
-    if "contrasts" in figs:
-        d.add(figs["contrasts"])
-    d.add(doc.Table(main["contrasts"], "Pairwise contrasts (GEE, Holm-adjusted)."))
-
-    d.add(doc.Heading("Secondary outcomes"))
-    d.add(
-        doc.Paragraph(
-            "False alarms, precision, exact-set correctness and correct 'none' answers reveal "
-            "selection strategies (e.g. ticking every candidate) that inflate the primary "
-            "outcome."
-        )
-    )
-    d.add(doc.Table(main["outcomes"], "Per-method response-level means."))
-    if "variability" in main:
-        v = main["variability"]
-        d.add(
-            doc.Paragraph(
-                f"Heterogeneity (crossed random-intercept logit model, variational Bayes; "
-                f"descriptive, not used for p-values): participant SD = {v.participant_sd:.2f}, "
-                f"identity SD = {v.identity_sd:.2f} on the logit scale."
-            )
-        )
-
-    d.add(doc.Heading("Confidence"))
-    d.add(doc.Table(main["confident"], "Table III: share rated confident (rating > 1)."))
-    if "confidence" in figs:
-        d.add(figs["confidence"])
-    ordinal = main["ordinal"]
-    d.add(
-        doc.Table(
-            ordinal.coefficients,
-            f"Proportional-odds model of confidence (reference method {ordinal.reference_method};"
-            f" participant-clustered SEs, {ordinal.n_clusters} clusters).",
-        )
-    )
-    if "calibration" in figs:
-        d.add(figs["calibration"])
-    a = main["auroc"]
-    d.add(
-        doc.Paragraph(
-            f"Type-2 AUROC (confidence separating a participant's correct from wrong answers): "
-            f"M = {a.mean:.3f}, 95% CI [{a.ci_low:.3f}, {a.ci_high:.3f}], "
-            f"t({max(a.n_defined - 1, 0)}) = {a.t:.2f}, {prose.p_apa(a.p)} vs 0.5 "
-            f"({a.n_undefined} participants without both kinds of answers left out)."
-        )
-    )
-
-    if "sensitivity" in summary:
-        d.add(doc.Heading("Sensitivity: everyone included"))
-        d.add(
-            doc.Table(
-                summary["sensitivity"]["accuracy"],
-                "Accuracy without exclusions (unverified and flagged participations stay out "
-                "as in the main analysis).",
-            )
-        )
-
-    pw = summary["power_at_this_n"]
-
-    def pp(value: float) -> str:
-        return "no" if math.isnan(value) else f"{value:.1f} pp"
-
-    d.add(doc.Heading("Power at this sample size"))
-    d.add(
-        doc.Paragraph(
-            f"With {pw['n_participants']} participants and {pw['questions_per_method']} questions "
-            f"per method, a one-sided test at alpha = {pw['alpha']} detects, with power "
-            f"{pw['power']:.0%}, accuracy {pp(pw['min_pp_above_chance'])} above chance, and "
-            f"{pp(pw['min_pp_between_methods'])} difference between two methods (around "
-            f"{pw['comparison_baseline']:.0%}, Bonferroni over 6 pairs). Analytic; assumes "
-            "participant SD 0.8 and identity SD 0.5 on the logit scale."
-        )
-    )
-    return d

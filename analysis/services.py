@@ -329,12 +329,18 @@ def _position_blocks(check: dict[str, Any] | None) -> list[doc.Block]:
 
 
 def headline(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """The numbers the command prints and the admin lists, from a report's summary."""
+    """The numbers the command prints and the admin lists, from a report's summary.
+
+    Accuracy intervals and the test against chance are the report's defaults (crossed over
+    participants and faces); GEE and bootstrap intervals are kept as ``conditional``.
+    """
     tests = {t["method"]: t for t in summary["chance_tests"]}
     steps = summary["exclusions"]
     return {
         "k": summary["k"],
         "flat_chance": 1 / summary["k"],
+        "inference": summary["inference"],
+        "arrivals": summary.get("arrivals", {}),
         "n_participants_export": steps[0]["participants_left"],
         "n_responses_export": steps[0]["responses_left"],
         "n_participants_analysed": steps[-1]["participants_left"],
@@ -347,27 +353,54 @@ def headline(summary: Mapping[str, Any]) -> dict[str, Any]:
             }
             for s in steps[1:]
         ],
+        "speeders": summary.get("speeders"),
         "accuracy": [
             {
                 "method": row["method"],
                 "accuracy": row["accuracy"],
-                "gee_estimate": row["gee_estimate"],
-                "gee_low": row["gee_low"],
-                "gee_high": row["gee_high"],
-                "bootstrap_low": row["bootstrap_low"],
-                "bootstrap_high": row["bootstrap_high"],
+                "ci_low": row["ci_low"],
+                "ci_high": row["ci_high"],
+                "df": row["df"],
+                "n_faces": row["n_faces"],
                 "matched_chance": row["matched_chance"],
                 "n_responses": row["n_responses"],
                 "n_participants": row["n_participants"],
                 "p_above_chance": tests.get(row["method"], {}).get("p_greater"),
+                "conditional": {
+                    key: row[key]
+                    for key in (
+                        "gee_estimate",
+                        "gee_low",
+                        "gee_high",
+                        "bootstrap_low",
+                        "bootstrap_high",
+                    )
+                },
             }
             for row in summary["accuracy"]
         ],
         "omnibus": summary.get("omnibus"),
+        "match_sets": summary.get("match_sets"),
         "preregistration": {
             key: summary["preregistration"][key]
             for key in ("plan_sha256", "frozen_plan_sha256", "deviates", "unknown_keys")
         },
+    }
+
+
+def study_arrivals(*, study: Study) -> dict[str, int]:
+    """Participants by how far they got before the first question (not in the export)."""
+    people = Participant.objects.filter(study=study)
+    silent = people.filter(responses__isnull=True)
+    status = Participant.Status
+    return {
+        "entered": people.count(),
+        "declined_consent": silent.filter(status=status.NO_CONSENT).count(),
+        "left_before_questions": silent.filter(
+            status__in=[status.RETURNED, status.TIMED_OUT, status.FAILED_ATTENTION]
+        ).count(),
+        "in_progress_before_questions": silent.filter(status=status.ACTIVE).count(),
+        "reached_questions": people.filter(responses__isnull=False).distinct().count(),
     }
 
 
@@ -416,6 +449,7 @@ def study_analyze(
         preface=_preregistration_blocks(pre),
         appendix=_position_blocks(positions),
         extra={"preregistration": pre, "candidate_positions": positions},
+        arrivals=study_arrivals(study=study),
     )
     top = headline(summary)
     with transaction.atomic():  # no run without its audit record

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from analysis import columns as c
-from analysis.chance import chance_tests, flat_chance, matched_chance
+from analysis.chance import chance_tests, flat_chance, matched_chance, wilcoxon_symmetry
 from analysis.outcomes import add_outcomes
 from analysis.simulation import SimulationConfig, simulate_long_responses
 
@@ -51,5 +51,11 @@ def test_method_at_chance_is_not_flagged_and_good_method_is(clean_study) -> None
     tests = {t.method: t for t in chance_tests(clean_study[~clean_study[c.IS_ATTENTION_CHECK]])}
     assert tests["naive"].p_greater > 0.01
     assert tests["eigenfaces"].p_greater < 1e-6
-    assert tests["eigenfaces"].wilcoxon_p_greater < 1e-6
     assert tests["eigenfaces"].ci_low > 0
+
+
+def test_wilcoxon_symmetry_is_a_separate_secondary_table(clean_study) -> None:
+    table = wilcoxon_symmetry(clean_study[~clean_study[c.IS_ATTENTION_CHECK]]).set_index("method")
+    assert table.loc["eigenfaces", "p_greater"] < 1e-6
+    assert set(table.columns) == {"n_participants", "w", "p_greater"}
+    assert not hasattr(chance_tests(clean_study)[0], "wilcoxon_p_greater")

@@ -99,15 +99,21 @@ def test_simulate_responses_needs_an_accuracy_for_every_method() -> None:
         )
 
 
-def test_power_analysis_prints_a_table() -> None:
-    out = run("power_analysis", "--participants", "100", "200", "--alpha", "0.01")
+def test_power_analysis_prints_participants_by_faces_tables() -> None:
+    out = run(
+        "power_analysis", "--participants", "100", "200", "--faces", "10", "100", "--alpha", "0.01"
+    )
     lines = out.splitlines()
     assert "alpha 0.01" in lines[0]
-    assert lines[1].split()[:3] == ["N", "min", "accuracy"]
-    rows = [line.split() for line in lines[3:5]]
+    assert lines[2].split() == ["N", "|", "10", "100"]
+    rows = [line.replace("*", " ").split() for line in lines[4:6]]
     assert [row[0] for row in rows] == ["100", "200"]
-    pp_100, pp_200 = float(rows[0][2]), float(rows[1][2])
-    assert 0 < pp_200 < pp_100 < 20  # more participants detect smaller effects
+    (few_100, many_100), (few_200, many_200) = ((float(r[2]), float(r[3])) for r in rows)
+    assert 0 < many_200 < many_100 < few_100 < 30  # more participants and faces: smaller effects
+    # With 10 faces per method, doubling participants barely helps: faces are the bottleneck.
+    assert few_100 - few_200 < many_100 - many_200
+    assert "*" in lines[4]
+    assert "*" in lines[5]
 
 
 def test_power_analysis_rejects_tiny_samples() -> None:

@@ -7,7 +7,6 @@ from analysis.estimates import (
     fit_gee,
     method_accuracy,
     present_responses,
-    two_way_cluster_interval,
 )
 from analysis.exclusions import ExclusionConfig, apply_exclusions
 from analysis.outcomes import add_outcomes
@@ -41,7 +40,7 @@ def test_intervals_are_ordered_and_cluster_intervals_wider_than_wilson(clean_stu
     data = clean_study[~clean_study[c.IS_ATTENTION_CHECK]]
     table = method_accuracy(data, n_resamples=499)
     for row in table.to_dict("records"):
-        for kind in ("wilson", "bootstrap", "gee", "twoway"):
+        for kind in ("wilson", "bootstrap", "gee", "ci"):
             assert row[f"{kind}_low"] < row["accuracy"] < row[f"{kind}_high"], kind
     clustered = table["gee_high"] - table["gee_low"]
     wilson = table["wilson_high"] - table["wilson_low"]
@@ -61,15 +60,14 @@ def test_gee_estimate_equals_pooled_proportion_in_balanced_data(clean_study) -> 
     assert fit.n_clusters == present[c.PARTICIPANT].nunique()
 
 
-def test_two_way_interval_is_at_least_as_wide_with_identity_heterogeneity() -> None:
+def test_default_interval_is_wider_than_gee_when_faces_vary() -> None:
     cfg = SimulationConfig(identity_sd=1.2, items_per_method=20)
     data, _ = _analysed(4, cfg)
-    present = present_responses(data)
-    sub = present[present[c.METHOD] == "eigenfaces"]
-    _, low2, high2 = two_way_cluster_interval(sub)
-    fit = fit_gee(present)
-    low1, high1 = (x[fit.methods.index("eigenfaces")] for x in fit.interval())
-    assert high2 - low2 > high1 - low1
+    table = method_accuracy(data, n_resamples=199).set_index("method")
+    row = table.loc["eigenfaces"]
+    assert row["ci_high"] - row["ci_low"] > row["gee_high"] - row["gee_low"]
+    assert row["n_faces"] <= 20
+    assert row["df"] == min(row["n_faces"], row["n_participants"]) - 1
 
 
 @pytest.mark.slow

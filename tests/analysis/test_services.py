@@ -200,3 +200,28 @@ def test_report_prints_the_frozen_hash_and_flags_a_deviation(tmp_path) -> None:
 def test_analyze_refuses_a_study_without_responses(tmp_path) -> None:
     with pytest.raises(AnalysisError, match="no responses"):
         study_analyze(study=draft_study(), out_dir=tmp_path)
+
+
+def test_report_counts_who_never_reached_a_question(piloted: Study, tmp_path) -> None:
+    status = Participant.Status
+    for n, state in enumerate(
+        [status.NO_CONSENT, status.NO_CONSENT, status.RETURNED, status.TIMED_OUT, status.ACTIVE]
+    ):
+        Participant.objects.create(
+            study=piloted,
+            prolific_pid=f"NQ{n}",
+            pseudonym=f"nq{n}",
+            session_id=f"S{n}",
+            status=state,
+        )
+    run = study_analyze(study=piloted, out_dir=tmp_path, overrides=QUICK)
+    assert run.summary["arrivals"] == {
+        "entered": 25,
+        "declined_consent": 2,
+        "left_before_questions": 2,
+        "in_progress_before_questions": 1,
+        "reached_questions": 20,
+    }
+    md = (tmp_path / "report.md").read_text()
+    assert "| declined consent | 2 |" in md
+    assert "| left before the first question (returned or timed out) | 2 |" in md

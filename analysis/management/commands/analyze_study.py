@@ -5,6 +5,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from analysis.crossed import SMALL_FACE_POOL
 from analysis.services import AnalysisError, study_analyze
 from survey.models import Study
 
@@ -85,6 +86,14 @@ class Command(BaseCommand):
             write(f"Plan: frozen {pre['frozen_plan_sha256'][:12]}…, no deviation.")
         if pre["unknown_keys"]:
             write(self.style.WARNING(f"Unknown plan keys (ignored): {pre['unknown_keys']}"))
+        arrivals = top.get("arrivals") or {}
+        if arrivals:
+            write(
+                f"Arrivals: {arrivals['entered']} entered; {arrivals['declined_consent']} declined "
+                f"consent, {arrivals['left_before_questions']} left and "
+                f"{arrivals['in_progress_before_questions']} are still before the first question; "
+                f"{arrivals['reached_questions']} reached a question."
+            )
         write(
             f"Participants: {top['n_participants_export']} in the export, "
             f"{top['n_participants_analysed']} analysed; "
@@ -96,24 +105,41 @@ class Command(BaseCommand):
                 f"  {step['rule']:<18} {step['participants_removed']:>5} "
                 f"/ {step['responses_removed']:>6}"
             )
+        speed = top.get("speeders")
+        if speed and speed["answers"]:
+            write(
+                f"Speed flags: {speed['fast_answers']} of {speed['answers']} answers, "
+                f"{speed['participants_mostly_fast']} participants flagged on half or more "
+                f"({speed['analysed_fast_answers']} flagged answers among those analysed)."
+            )
         write(f"Accuracy (≥ 1 true match; chance 1/K = {_pct(top['flat_chance']).strip()}):")
         level = f"{run.config['confidence_level']:.0%} CI"
+        write(f"  {top['inference']}")
         write(
-            f"  {'method':<12} {'acc':>6}  {level + ' (GEE)':<18} {level + ' (bootstrap)':<18} "
+            f"  {'method':<12} {'acc':>6}  {level + ' (crossed)':<18} {'faces':>5} "
             f"{'matched':>7} {'p > chance':>10}  n"
         )
+        small = []
         for row in top["accuracy"]:
             p = row["p_above_chance"]
-            gee = f"[{_pct(row['gee_low'])}, {_pct(row['gee_high'])}]"
-            boot = f"[{_pct(row['bootstrap_low'])}, {_pct(row['bootstrap_high'])}]"
+            ci = f"[{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]"
             write(
-                f"  {row['method']:<12} {_pct(row['accuracy'])}  {gee:<18} {boot:<18} "
+                f"  {row['method']:<12} {_pct(row['accuracy'])}  {ci:<18} {row['n_faces']:>5} "
                 f"{_pct(row['matched_chance']):>7} {'n/a' if p is None else f'{p:.2g}':>10}  "
                 f"{row['n_responses']} ({row['n_participants']} participants)"
+            )
+            if row["n_faces"] < SMALL_FACE_POOL:
+                small.append(row["method"])
+        if small:
+            write(
+                self.style.WARNING(
+                    f"Few faces (< {SMALL_FACE_POOL}) for {', '.join(small)}: wide intervals; "
+                    "more match sets, not more participants, would narrow them."
+                )
             )
         omnibus = top.get("omnibus")
         if omnibus:
             write(
-                f"Methods differ (GEE Wald): χ²({omnibus['df']}) = {omnibus['chi2']:.2f}, "
-                f"p = {omnibus['p']:.3g}"
+                f"Methods differ (crossed Wald): F({omnibus['df_num']}, {omnibus['df_den']}) = "
+                f"{omnibus['f']:.2f}, p = {omnibus['p']:.3g}"
             )
