@@ -16,6 +16,7 @@ import copy
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
@@ -388,6 +389,35 @@ def headline(summary: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+MATCH_SET_READINGS = {
+    "image": "image-level top-K of the second recognizer (the same ranking as Metric 1, as in "
+    "the paper; several photos of one person may appear among the candidates)",
+    "identity": "identity-level top-K of the second recognizer (each candidate a different "
+    "person; the paper shows the image-level top-K)",
+}
+
+
+def match_set_mode(*, study: Study) -> str:
+    """One sentence: how the study's candidates were ranked (from the match sets' provenance)."""
+    modes = Counter(
+        str(mode) if mode else "not recorded"
+        for mode in study.match_sets.values_list("provenance__match_sets", flat=True)
+    )
+    if not modes:
+        return ""
+    parts = [
+        f"{MATCH_SET_READINGS.get(mode, mode)}" + (f" ({n} match sets)" if len(modes) > 1 else "")
+        for mode, n in sorted(modes.items())
+    ]
+    sentence = "Match sets: " + "; ".join(parts) + "."
+    if "not recorded" in modes:
+        sentence += (
+            " 'Not recorded': imported without build_study's provenance, so whether candidates "
+            "are image- or identity-level is not known to the report."
+        )
+    return sentence
+
+
 def study_arrivals(*, study: Study) -> dict[str, int]:
     """Participants by how far they got before the first question (not in the export)."""
     people = Participant.objects.filter(study=study)
@@ -448,7 +478,11 @@ def study_analyze(
         out,
         preface=_preregistration_blocks(pre),
         appendix=_position_blocks(positions),
-        extra={"preregistration": pre, "candidate_positions": positions},
+        extra={
+            "preregistration": pre,
+            "candidate_positions": positions,
+            "match_sets": match_set_mode(study=study),
+        },
         arrivals=study_arrivals(study=study),
     )
     top = headline(summary)

@@ -18,10 +18,13 @@ two-sided Holm-unadjusted test of the null pair. For contrast, the participant-o
 ("conditional on these faces") GEE interval and participant-mean t test are scored against
 the same population truth.
 
-Exit status 1, with the failing figures named, when a default interval kind's coverage
-(pooled over its methods or pairs) leaves 93–97%, when one interval's coverage is outside the
-band beyond its Monte Carlo error, or when the at-chance false-positive rate or the null
-pair's rejection rate exceeds 7%.
+Exit status 1, with the failing figures named, when a default interval's coverage, or a kind's
+coverage pooled over its methods or pairs, is outside 93–97% beyond its Monte Carlo error
+(95%; a study's intervals are correlated, so the pooled error comes from per-study means), or
+when the at-chance false-positive rate or the null pair's rejection rate exceeds 7%. Figures
+outside the band but within Monte Carlo error are marked; with 200 studies a calibrated 95%
+interval lands outside 93–97% about one time in seven, so run ``--studies 1000`` to tell
+miscalibration from noise.
 """
 
 from __future__ import annotations
@@ -114,9 +117,19 @@ def verdicts(results: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         n = len(group)
         for kind in ("acc", "gap", "pair"):
             cols = [col for col in group if str(col).startswith(f"{kind}:")]
-            pooled = float(group[cols].to_numpy(dtype=float).mean())
+            per_study = group[cols].to_numpy(dtype=float).mean(axis=1)
+            pooled = float(per_study.mean())
+            # A study's intervals share its participants and faces, so they are correlated:
+            # the Monte Carlo error of the pooled figure comes from the per-study means.
+            pooled_half = 1.96 * float(per_study.std(ddof=1)) / np.sqrt(n)
+            pooled_status = "ok"
             if not BAND[0] <= pooled <= BAND[1]:
-                failures.append(f"{faces} faces: {kind} intervals cover {pooled:.3f} pooled")
+                beyond = pooled + pooled_half < BAND[0] or pooled - pooled_half > BAND[1]
+                pooled_status = "OUTSIDE" if beyond else "outside, within MC error"
+                if beyond:
+                    failures.append(
+                        f"{faces} faces: {kind} intervals cover {pooled:.3f} ± {pooled_half:.3f}"
+                    )
             for col in cols:
                 value = float(group[col].mean())
                 half = _mc_half(value, n)
@@ -128,7 +141,12 @@ def verdicts(results: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
                         failures.append(f"{faces} faces: {col} covers {value:.3f} ± {half:.3f}")
                 rows.append({"faces": faces, "interval": col, "coverage": value, "status": status})
             rows.append(
-                {"faces": faces, "interval": f"{kind}: pooled", "coverage": pooled, "status": ""}
+                {
+                    "faces": faces,
+                    "interval": f"{kind}: pooled",
+                    "coverage": pooled,
+                    "status": f"{pooled_status} (MC ± {pooled_half:.3f})",
+                }
             )
         for col in ("fp_at_chance", "null_pair_rejected"):
             value = float(group[col].mean())

@@ -11,7 +11,10 @@ that face. Aligned crops are cached in ``--out``.
 
 Reduced scale (``BENCH_CONFIGS``), documented here and printed: narrower networks and far
 fewer images than the paper (which trains on WebFace/VGGFace2/FaceScrub for 5–80 epochs or
-15 M images). NBNet's perceptual phase uses mobileface's embedding (no VGG-19 weights here).
+15 M images). As in the tool's defaults the networks that train NBNet's perceptual loss and
+Vec2Face's identity loss are not F (black-box): NBNet's is the second recognizer chosen for F
+(faceres; no VGG-19 weights here), Vec2Face's a student of F (iresnet18 at 2 epochs, trained on
+F's vectors of the training faces).
 
 Figures: for each held-out target t and its reconstruction r_t, cos(F(r_t), v_t) ("own")
 versus the mean of cos(F(r_t), v_u) over the other targets u ("other"); margin = own − other,
@@ -151,9 +154,17 @@ def main() -> None:
         module = {"nbnet": nbnet, "naive": naive, "vec2face": vec2face}[method]
         size = 160 if method == "nbnet" else 112  # methods resize to their output size
         images = to_signed(data[f"train{size}"])
-        kwargs = {}
+        kwargs: dict[str, object] = {}
+        if method == "nbnet":
+            kwargs["recognizer"] = "mobileface"  # F: picks a perceptual network other than F
         if method == "vec2face":
-            kwargs["identity"] = vec2face.identity_network("mobileface")
+            kwargs["identity"] = vec2face.identity_network(
+                "mobileface",
+                images=images,
+                targets=train_vectors,
+                student_config=vec2face.StudentConfig(epochs=2),
+                seed=args.seed,
+            )
         result = module.train(
             config,
             train_vectors,

@@ -225,3 +225,19 @@ def test_report_counts_who_never_reached_a_question(piloted: Study, tmp_path) ->
     md = (tmp_path / "report.md").read_text()
     assert "| declined consent | 2 |" in md
     assert "| left before the first question (returned or timed out) | 2 |" in md
+
+
+def test_report_says_how_the_match_sets_were_ranked(piloted: Study, tmp_path) -> None:
+    sets = list(piloted.match_sets.all())
+    for n, match_set in enumerate(sets):
+        match_set.provenance = {"match_sets": "image"} if n else {}
+        match_set.save()
+    run = study_analyze(study=piloted, out_dir=tmp_path / "mixed", overrides=QUICK)
+    assert "image-level top-K of the second recognizer" in run.summary["match_sets"]
+    assert f"({len(sets) - 1} match sets)" in run.summary["match_sets"]
+    assert "'Not recorded'" in run.summary["match_sets"]
+    piloted.match_sets.update(provenance={"match_sets": "identity"})
+    run = study_analyze(study=piloted, out_dir=tmp_path / "identity", overrides=QUICK)
+    text = (tmp_path / "identity" / "report.md").read_text()
+    assert "Match sets: identity-level top-K" in text
+    assert "match sets)" not in run.summary["match_sets"]
