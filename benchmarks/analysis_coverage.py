@@ -201,7 +201,7 @@ def main() -> None:
     if failures:
         print("FAILED:", *failures, sep="\n  ")
         sys.exit(1)
-    print("PASSED: every default interval within 93–97%, false positives ≤ 7%.")
+    print("PASSED: no coverage outside 93–97% beyond Monte Carlo error; false positives ≤ 7%.")
 
 
 if __name__ == "__main__":
