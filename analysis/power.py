@@ -254,3 +254,71 @@ def simulated_power(
         present = present_responses(add_outcomes(simulate_long_responses(cfg, seed + s)))
         hits += chance_tests_crossed(fit_crossed(present))[0].p_greater < alpha
     return hits / n_studies
+
+
+def planning_lines(
+    *,
+    n_participants: int,
+    faces_per_method: int,
+    questions_per_method: int = 5,
+    k: int = 5,
+    alpha: float = 0.05,
+    target_power: float = 0.8,
+    participant_sd: float = DEFAULT_PARTICIPANT_SD,
+    face_sd: float = DEFAULT_FACE_SD,
+) -> tuple[list[str], bool]:
+    """What a planned study can detect, as lines for a command, and whether to warn.
+
+    The warning is due when faces are the bottleneck: then more match sets, not more
+    participants, would narrow the intervals.
+    """
+    result = power(
+        n_participants,
+        questions_per_method=questions_per_method,
+        faces_per_method=faces_per_method,
+        chance=1 / k,
+        alpha=alpha,
+        target_power=target_power,
+        participant_sd=participant_sd,
+        face_sd=face_sd,
+    )
+    more_faces = power(
+        n_participants,
+        questions_per_method=questions_per_method,
+        faces_per_method=2 * faces_per_method,
+        chance=1 / k,
+        alpha=alpha,
+        target_power=target_power,
+        participant_sd=participant_sd,
+        face_sd=face_sd,
+    )
+    more_people = power(
+        2 * n_participants,
+        questions_per_method=questions_per_method,
+        faces_per_method=faces_per_method,
+        chance=1 / k,
+        alpha=alpha,
+        target_power=target_power,
+        participant_sd=participant_sd,
+        face_sd=face_sd,
+    )
+
+    def pp(value: float) -> str:
+        return "no effect short of 99% accuracy" if np.isnan(value) else f"{value:.1f} pp"
+
+    lines = [
+        f"Power ({target_power:.0%}, alpha {alpha}, the report's crossed tests; participant SD "
+        f"{participant_sd}, face SD {face_sd} on the logit scale): with {n_participants} "
+        f"participants and {faces_per_method} faces per method the study detects accuracy "
+        f"{pp(result.min_pp_above_chance)} above chance and {pp(result.min_pp_between_methods)} "
+        "between two methods.",
+        f"Faces carry {result.share_of_variance_from_faces:.0%} of the variance. Doubling the "
+        f"faces: {pp(more_faces.min_pp_above_chance)} above chance; doubling the participants: "
+        f"{pp(more_people.min_pp_above_chance)}.",
+    ]
+    if result.faces_bottleneck:
+        lines.append(
+            f"WARNING: faces are the bottleneck with {faces_per_method} faces per method: more "
+            "match sets (e.g. --per-method), not more participants, would narrow the intervals."
+        )
+    return lines, result.faces_bottleneck

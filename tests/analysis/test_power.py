@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis.power import power, simulated_power, t_test_power, variance_parts
+from analysis.power import planning_lines, power, simulated_power, t_test_power, variance_parts
 
 
 def test_t_test_power_matches_the_normal_approximation_with_many_degrees_of_freedom() -> None:
@@ -46,3 +46,13 @@ def test_analytic_power_agrees_with_simulation() -> None:
         plan.min_accuracy_above_chance, 150, faces_per_method=30, n_studies=60, seed=1
     )
     assert 0.6 <= observed <= 0.95
+
+
+def test_planning_lines_warn_when_faces_are_the_bottleneck() -> None:
+    lines, warn = planning_lines(n_participants=200, faces_per_method=8)
+    assert warn
+    assert "200 participants and 8 faces per method" in lines[0]
+    assert lines[-1].startswith("WARNING: faces are the bottleneck")
+    lines, warn = planning_lines(n_participants=100, faces_per_method=200)
+    assert not warn
+    assert not any(line.startswith("WARNING") for line in lines)
