@@ -17,7 +17,8 @@ Smaller: ``--targets 3 --iterations 300``. GPU: ``--recognizer faceres --device 
   F' = dlib-resnet. Chance: 5 / N. A stricter variant enrols one photo per identity (the
   second photo of a 10-photo identity), ``top5_*_one_photo``. dlib's ResNet
   sees each face in its own framing: gallery and source photos as ``get_face_chip`` crops, a
-  reconstruction (ArcFace frame) as the chip cut with the basis faces' mean dlib shape.
+  reconstruction (ArcFace frame) through ``reconstruction.recognizers.reconstruction_view``
+  (the chip cut with the fixed mean dlib shape), as in Metric 1 and build_study.
 
 Aligned crops are cached under ``--cache`` (default /tmp/fvr_eigenfaces_bench): they are
 derived from real photos, so keep them outside the repository. ``--save-images DIR`` writes
@@ -44,7 +45,7 @@ from reconstruction import alignment
 from reconstruction.eigenbasis import EigenBasis, EigenBasisConfig, fit_eigenbasis
 from reconstruction.gallery import Gallery
 from reconstruction.methods.eigenfaces import EigenfacesConfig, reconstruct
-from reconstruction.recognizers import get_recognizer
+from reconstruction.recognizers import get_recognizer, reconstruction_embed
 
 
 def lfw_identities(root: Path) -> dict[str, list[Path]]:
@@ -398,9 +399,6 @@ def main(argv: list[str] | None = None) -> int:
     basis_faces = aligned_faces(
         [p for name in basis_names for p in identities[name]], args.cache, "basis"
     ).ok()
-    # dlib's ResNet sees a reconstruction (ArcFace frame) through the mean dlib shape of the
-    # basis faces in that frame, as reconstruction.study_builder.query_vectors does.
-    dlib_shape = basis_faces.dlib_in_arcface.mean(axis=0)
     sources = aligned_faces([identities[n][0] for n in targets], args.cache, "targets")
     if args.write_bundle:
         write_bundle(args.write_bundle, basis_faces, len(basis_names), targets, sources)
@@ -444,8 +442,6 @@ def main(argv: list[str] | None = None) -> int:
     truth = [gallery_names.index(n) for n in attacked]
     summary["gallery_identities"] = len(set(labels.tolist()))
     summary["gallery_images"] = len(labels)
-    from reconstruction.study_builder import dlib_chips_in_arcface_frame  # needs django.setup()
-
     # Scoring runs where the photos are (here: the CPU), whatever device the attack used.
     device = "cpu" if args.score else args.device
     for second in dict.fromkeys([args.recognizer, args.second]):
@@ -454,11 +450,11 @@ def main(argv: list[str] | None = None) -> int:
         if second == "dlib-resnet":
             # dlib's own framing: chips of the photos, the mean-shape chip of a reconstruction.
             gallery_vectors = cached_embed(engine, gallery.chips, device, args.cache)
-            queries = engine.embed(dlib_chips_in_arcface_frame(recon, dlib_shape))
+            queries = reconstruction_embed(second, recon, device=device)
             originals = engine.embed(originals_of.chips[picked], device=device)
         else:
             gallery_vectors = cached_embed(engine, gallery.aligned, device, args.cache)
-            queries = engine.embed(recon, device=device)
+            queries = reconstruction_embed(second, recon, device=device)
             originals = engine.embed(originals_of.aligned[picked], device=device)
         galleries = {
             "": Gallery(gallery_vectors, labels=labels, backend="torch"),

@@ -25,11 +25,15 @@ P added per query), and then P's rank is ``sum(ahead[q, D])`` — exactly the ra
 `Gallery.search` would give over D + {P} — so every K is answered at once and a trial costs
 one gather and a sum over a (Q, N) block.
 
-Table II ("percent of false positives which are from the same class"): per (method, F'),
-among the false-positive queries of one gallery draw, we take each query's top-1 (wrong)
-identity and report the share of false positives whose top-1 is the most frequent such
-identity (`recurring_share`), averaged over draws; the share whose top-1 is shared with at
-least one other false positive (`non_unique_share`) is reported beside it.
+Table II (the paper: "the percent of non-unique false positives (i.e. same class) for each
+system/method pair"; caption "Percent of false positives which are from the same class"):
+per (method, F'), among the false-positive queries of one gallery draw, each query's false
+positive class is its top-1 (wrong) identity; a false positive is non-unique when another
+false positive of the same method has the same class. The headline column is the share of
+non-unique false positives (`non_unique_share`, ``fp_non_unique_share``), averaged over
+draws; the share on the single most frequent class (`recurring_share`,
+``fp_recurring_share``) is reported beside it. E.g. classes [a, a, a, b, c] give 3/5
+non-unique and 3/5 recurring; [a, a, b, b, c] give 4/5 and 2/5.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ __all__ = [
     "ScorePool",
     "TrialResult",
     "distractor_draw",
+    "non_unique_share",
     "outcomes_from_ranked",
     "percentile_interval",
     "ranked_trial",
@@ -136,15 +141,20 @@ def percentile_interval(values: Iterable[float], *, level: float = 0.95) -> tupl
     return (float(low), float(high))
 
 
-def recurring_share(top1_of_false_positives: Sequence[int]) -> tuple[float, float]:
-    """(most frequent identity's share, share on an identity shared with another FP)."""
+def non_unique_share(top1_of_false_positives: Sequence[int]) -> float:
+    """Table II's headline: the share of false positives whose class (top-1 wrong identity)
+    is also the class of at least one other false positive (NaN without false positives)."""
     counts = Counter(int(x) for x in top1_of_false_positives)
     total = sum(counts.values())
-    if not total:
-        return (math.nan, math.nan)
-    mode = max(counts.values())
-    non_unique = sum(c for c in counts.values() if c > 1)
-    return (mode / total, non_unique / total)
+    return sum(c for c in counts.values() if c > 1) / total if total else math.nan
+
+
+def recurring_share(top1_of_false_positives: Sequence[int]) -> float:
+    """The share of false positives on the most frequent class (top-1 wrong identity), the
+    second Table II column (NaN without false positives)."""
+    counts = Counter(int(x) for x in top1_of_false_positives)
+    total = sum(counts.values())
+    return max(counts.values()) / total if total else math.nan
 
 
 @dataclass(frozen=True)
@@ -356,11 +366,11 @@ def summarize(
             for position, k in enumerate(trials[0].ks):
                 per_trial = [rates(t.outcomes[mask, position]) for t in trials]
                 pooled = np.concatenate([t.outcomes[mask, position] for t in trials])
-                shares = []
-                for t in trials:
-                    fp = t.outcomes[mask, position] == FP
-                    if fp.any():
-                        shares.append(recurring_share(t.top1[mask][fp]))
+                classes = [
+                    t.top1[mask][t.outcomes[mask, position] == FP]
+                    for t in trials
+                    if (t.outcomes[mask, position] == FP).any()
+                ]
                 row: dict[str, object] = {"group": name, "n": n, "k": k}
                 for field, code in (("tpr", TP), ("fpr", FP), ("no_match", NO_MATCH)):
                     values = [getattr(r, field) for r in per_trial]
@@ -373,11 +383,11 @@ def summarize(
                         f"{field}_wilson_low": w_low,
                         f"{field}_wilson_high": w_high,
                     }
-                row["fp_recurring_share"] = (
-                    float(np.mean([s[0] for s in shares])) if shares else math.nan
-                )
                 row["fp_non_unique_share"] = (
-                    float(np.mean([s[1] for s in shares])) if shares else math.nan
+                    float(np.mean([non_unique_share(c) for c in classes])) if classes else math.nan
+                )
+                row["fp_recurring_share"] = (
+                    float(np.mean([recurring_share(c) for c in classes])) if classes else math.nan
                 )
                 row["queries"] = int(mask.sum())
                 row["trials"] = len(trials)
@@ -454,19 +464,20 @@ def write_markdown(
     ] or [r for r in rows if r["n"] == n_ref and r["k"] == k_ref]
     if reference_rows:
         lines += [
-            f"## Table II: false positives on one recurring identity (N = {n_ref}, K = {k_ref})",
+            f"## Table II: non-unique false positives (same class) (N = {n_ref}, K = {k_ref})",
             "",
-            "Share of false-positive queries (per gallery draw, averaged) whose top-1 wrong "
-            "identity is that draw's most frequent one; and the share whose top-1 is shared "
-            "with at least one other false positive.",
+            "Non-unique % (the paper's Table II): the share of false-positive queries whose "
+            "class (top-1 wrong identity) is the class of another false positive of the same "
+            "condition, per gallery draw, averaged. Most frequent %: the share on the single "
+            "most frequent class.",
             "",
-            "| condition | recurring % | non-unique % | fpr % |",
+            "| condition | non-unique % | most frequent class % | fpr % |",
             "|---|---|---|---|",
         ]
         for row in reference_rows:
             lines.append(
-                f"| {label(row)} | {_percent(row['fp_recurring_share'])} | "
-                f"{_percent(row['fp_non_unique_share'])} | {_percent(row['fpr'])} |"
+                f"| {label(row)} | {_percent(row['fp_non_unique_share'])} | "
+                f"{_percent(row['fp_recurring_share'])} | {_percent(row['fpr'])} |"
             )
         lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,7 @@ from reconstruction.networks.tfjs_graph import TfjsGraph
 
 __all__ = [
     "ARCFACE_RECOGNIZERS",
+    "DLIB_SHAPE_IN_ARCFACE_FRAME",
     "RECOGNIZERS",
     "ArcFaceRecognizer",
     "DlibRecognizer",
@@ -70,12 +71,28 @@ __all__ = [
     "TfjsEmbedder",
     "TfjsRecognizer",
     "TfjsRecognizerConfig",
+    "dlib_chips_in_arcface_frame",
     "get_recognizer",
     "l2_normalize",
+    "reconstruction_embed",
+    "reconstruction_view",
+    "reconstruction_view_description",
     "resize_bilinear",
 ]
 
 DeviceLike = str | torch.device
+
+ARCFACE_FRAME = 112  # side of the ArcFace template frame reconstructions are made in
+DLIB_CHIP_SIZE = 150
+DLIB_CHIP_PADDING = 0.25  # dlib's default, the framing dlib-resnet was trained on
+# dlib's 5-point shape (right eye outer, inner; left eye outer, inner; nose base) of a face
+# in the 112×112 ArcFace frame: the mean over 599 LFW photos (a seeded sample of 600, aligned
+# with `reconstruction.alignment`; per-point s.d. 1.3–2.3 px, the mean of half the sample
+# within 0.15 px of it). A reconstruction has no photo to detect landmarks on, so dlib-resnet
+# sees it through this shape (dlib rounds the points to whole pixels).
+DLIB_SHAPE_IN_ARCFACE_FRAME = np.array(
+    [[80.2, 52.7], [66.5, 53.2], [31.4, 53.0], [45.3, 53.3], [56.2, 79.6]]
+)
 
 
 class Recognizer(Protocol):
@@ -205,7 +222,7 @@ class DlibRecognizer:
     """dlib's ResNet face descriptor on 150×150 ``get_face_chip`` crops (CPU, no gradients)."""
 
     name = "dlib-resnet"
-    input_size = 150
+    input_size = DLIB_CHIP_SIZE
     embedding_dim = 128
     differentiable = False
     preprocessing = (
@@ -247,6 +264,67 @@ class DlibRecognizer:
             vectors = self._model.compute_face_descriptor(chips)
             out[start : start + len(chips)] = np.asarray([np.asarray(v) for v in vectors])
         return l2_normalize(out)
+
+
+def dlib_chips_in_arcface_frame(
+    pixels: np.ndarray, shape: np.ndarray = DLIB_SHAPE_IN_ARCFACE_FRAME
+) -> np.ndarray:
+    """dlib's 150×150 chips (N, 150, 150, 3) of square faces in the ArcFace frame
+    (N, S, S, 3), cut with one dlib 5-point ``shape`` given in the 112×112 frame (scaled to S)."""
+    import dlib
+
+    pixels = _check_images(pixels)
+    side = pixels.shape[1]
+    if pixels.shape[2] != side:
+        raise ValueError(f"expected square faces in the ArcFace frame, got {pixels.shape}")
+    scaled = np.asarray(shape, dtype=np.float64) * (side / ARCFACE_FRAME)
+    parts = [dlib.point(round(x), round(y)) for x, y in scaled]
+    detection = dlib.full_object_detection(dlib.rectangle(0, 0, side - 1, side - 1), parts)
+    out = np.empty((len(pixels), DLIB_CHIP_SIZE, DLIB_CHIP_SIZE, 3), dtype=np.uint8)
+    for i, face in enumerate(pixels):
+        out[i] = dlib.get_face_chip(
+            np.ascontiguousarray(face), detection, size=DLIB_CHIP_SIZE, padding=DLIB_CHIP_PADDING
+        )
+    return out
+
+
+def reconstruction_view(recognizer: str, pixels: np.ndarray) -> np.ndarray:
+    """What recognizer ``recognizer`` is fed for reconstructions: uint8 RGB (N, S, S, 3) in
+    the ArcFace frame (112 px as made, or a square rescale of it, e.g. the survey's 224 px).
+
+    The input matches the framing of the same recognizer's photo embeddings
+    (`reconstruction.embedding.INPUTS`): ``dlib-resnet`` gets the dlib chip cut with
+    `DLIB_SHAPE_IN_ARCFACE_FRAME` (its photos are chips cut from their own landmarks); every
+    other recognizer takes the ArcFace-frame image as it is (its photos are ArcFace crops).
+    Metric 1, build_study, the bots and the benchmarks all go through this function.
+    """
+    if recognizer == DlibRecognizer.name:
+        return dlib_chips_in_arcface_frame(pixels)
+    return _check_images(pixels)
+
+
+def reconstruction_view_description(recognizer: str) -> str:
+    """`reconstruction_view` for ``recognizer`` in words, for provenance."""
+    if recognizer == DlibRecognizer.name:
+        points = DLIB_SHAPE_IN_ARCFACE_FRAME.round(1).tolist()
+        return (
+            f"dlib.get_face_chip(size={DLIB_CHIP_SIZE}, padding={DLIB_CHIP_PADDING}) of the "
+            f"ArcFace-frame image with the mean dlib 5-point shape {points} (112 px frame)"
+        )
+    return "the ArcFace-frame image as made (the recognizer's own resize)"
+
+
+def reconstruction_embed(
+    recognizer: str,
+    pixels: np.ndarray,
+    *,
+    device: DeviceLike = "cpu",
+    weights: str | Path | None = None,
+) -> np.ndarray:
+    """F' vectors (N, D) of reconstructions (N, S, S, 3) in the ArcFace frame, each seen
+    through `reconstruction_view`."""
+    engine = get_recognizer(recognizer, weights)
+    return engine.embed(reconstruction_view(recognizer, pixels), device=device)
 
 
 FACERES = TfjsRecognizerConfig(

@@ -1,8 +1,12 @@
 """From reconstructions to the survey's match sets: target choice, F''s gallery and top-K.
 
 The study design (DESIGN.md, "Match sets"; Wenger et al. 2022, §6): for each reconstruction
-chosen for the study, a second recognizer F' searches a gallery of real faces and its
-identity-level top-5 become the candidates shown beside the reconstruction.
+chosen for the study, a second recognizer F' searches a gallery of real faces and its top-5
+become the candidates shown beside the reconstruction. By default that is Metric 1's
+image-level top-5 — the paper shows participants "the same top-K matches produced by local
+models F'", and Metric 1 ranks gallery images, so several photos of one person (the true one
+or a wrong one) may fill several of the K places; ``match_sets="identity"`` takes each
+identity's best image instead (K distinct identities). `MATCH_SET_MODES` names both.
 
 - Targets: per method, one Reconstruction (made with F) per target identity; identities are
   drawn with a seed, the same ones for every method where possible, so the survey's Latin
@@ -13,10 +17,10 @@ identity-level top-5 become the candidates shown beside the reconstruction.
   default (the attacker does not hold the leaked photo itself); ``exclude_source=False``
   gives the included variant. With exclusion, a target whose identity has no other gallery
   photo could never be found, so it is not chosen.
-- Query: the reconstruction image (112×112, ArcFace framing) embedded with F'. dlib-resnet's
-  gallery vectors come from dlib chips (``get_face_chip``, padding 0.25) of the photos, so
-  the reconstruction is cut to the same framing: the chip is taken with the dataset's mean
-  dlib 5-point shape expressed in the ArcFace frame (stored landmarks of the imported faces).
+- Query: the reconstruction image (112×112, ArcFace framing) embedded with F' as
+  `reconstruction.recognizers.reconstruction_view` shows it to F' — the one view Metric 1,
+  the bots and the benchmarks use too (dlib-resnet: the dlib chip cut with a fixed mean dlib
+  shape in the ArcFace frame, the framing of its gallery's chips).
 
 Database reads only; `reconstruction.services.study_build` writes the study.
 """
@@ -28,9 +32,6 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from reconstruction import alignment
 from reconstruction.models import FaceDataset, FaceImage, Reconstruction, Split
 
 if TYPE_CHECKING:
@@ -38,18 +39,23 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GALLERY_SPLITS",
+    "MATCH_SET_MODES",
     "StudyBuildError",
     "TargetPick",
-    "dlib_chips_in_arcface_frame",
     "file_sha256",
     "gallery_enrol",
-    "query_vectors",
     "reconstructions_available",
     "targets_choose",
 ]
 
 GALLERY_SPLITS = (Split.GALLERY, Split.TARGET)
-DLIB_SHAPE_SAMPLE = 500  # faces whose landmarks give the mean dlib shape in the ArcFace frame
+# How a match set's K candidates are taken from F''s ranking (``--match-sets``): "image" is
+# Metric 1's (and the paper's) top-K images, the default; "identity" is K distinct identities.
+MATCH_SET_MODES = {
+    "image": "image level (Metric 1's top-K, the paper's): the K best gallery images; one "
+    "identity may fill several places",
+    "identity": "identity level: each identity's best image, the K best identities",
+}
 
 
 class StudyBuildError(ValueError):
@@ -197,55 +203,4 @@ def gallery_enrol(
         labels=labels,
         image_ids=image_ids,
         description={"identities": len(enrolled), "images": len(image_ids)},
-    )
-
-
-def dlib_shape_in_arcface_frame(dataset: FaceDataset) -> np.ndarray:
-    """Mean dlib 5-point shape of the dataset's faces, in the 112×112 ArcFace frame (5, 2)."""
-    rows = (
-        FaceImage.objects.ok()
-        .filter(dataset=dataset)
-        .exclude(dlib_landmarks=None)
-        .order_by("id")
-        .values_list("landmarks", "dlib_landmarks")[:DLIB_SHAPE_SAMPLE]
-    )
-    points = [
-        alignment.apply_transform(
-            alignment.similarity_transform(np.asarray(arc), alignment.ARCFACE_TEMPLATE),
-            np.asarray(dlib_points),
-        )
-        for arc, dlib_points in rows
-    ]
-    if not points:
-        raise StudyBuildError(f"dataset {dataset.name!r} has no dlib landmarks stored")
-    return np.mean(points, axis=0)
-
-
-def query_vectors(*, recognizer: str, pixels: np.ndarray, dataset: FaceDataset) -> np.ndarray:
-    """F''s vectors of reconstructions (uint8 (N, 112, 112, 3), ArcFace frame), cut the way
-    F''s gallery inputs were (see the module docstring)."""
-    from reconstruction.recognizers import get_recognizer
-
-    engine = get_recognizer(recognizer)
-    if recognizer == "dlib-resnet":
-        pixels = dlib_chips_in_arcface_frame(pixels, dlib_shape_in_arcface_frame(dataset))
-    return engine.embed(pixels)
-
-
-def dlib_chips_in_arcface_frame(pixels: np.ndarray, shape: np.ndarray) -> np.ndarray:
-    """dlib's 150×150 chips of 112×112 ArcFace-frame faces (N, 112, 112, 3), cut with one
-    dlib 5-point ``shape`` (5, 2) in that frame: the framing dlib's ResNet was trained on."""
-    import dlib
-
-    from reconstruction.embedding import DLIB_CHIP_PADDING
-
-    parts = [dlib.point(round(x), round(y)) for x, y in shape]
-    detection = dlib.full_object_detection(dlib.rectangle(0, 0, 111, 111), parts)
-    return np.stack(
-        [
-            dlib.get_face_chip(
-                np.ascontiguousarray(p), detection, size=150, padding=DLIB_CHIP_PADDING
-            )
-            for p in pixels
-        ]
     )

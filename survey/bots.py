@@ -15,11 +15,17 @@ Observer model (how an attentive bot answers a question)
 A recognizer name (``dlib-resnet``, the default; any name in
 ``reconstruction.recognizers.RECOGNIZERS``): the observer embeds the query image and each
 candidate image (as fetched over HTTP) with that recognizer — a third recognizer, neither
-F nor F' of a real study — and takes cosine similarities s_1 … s_K. The face is found with
-dlib's HOG detector and cut the way the recognizer expects (dlib: ``get_face_chip`` 150 px,
-padding 0.25; others: the ArcFace 5-point template); an image without a detected face is
-embedded whole. Each image is embedded once per run (cache keyed by URL without its query
-string, so presigned URLs share an entry). Then one option is drawn from a softmax:
+F nor F' of a real study — and takes cosine similarities s_1 … s_K. A query that is a
+reconstruction (a match set made by build_study, whose provenance names its reconstruction;
+`bots_run` reads which query images these are, as the researcher knows them) is a square
+image in the ArcFace frame and is embedded through
+`reconstruction.recognizers.reconstruction_embed`, the view Metric 1 and build_study use
+(dlib: the chip cut with the fixed mean dlib shape). In any other image (candidate photos,
+the real-photo queries of `demo_study_create`) the face is found with dlib's HOG detector and
+cut the way the recognizer expects (dlib: ``get_face_chip`` 150 px, padding 0.25; others:
+the ArcFace 5-point template); a photo without a detected face is embedded whole. Each
+image is embedded once per run (cache keyed by URL without its query string, so presigned
+URLs share an entry). Then one option is drawn from a softmax:
 
     p_i    = exp(s_i / T) / Z,   i = 1 … K
     p_none = exp(tau / T) / Z,   Z = exp(tau / T) + sum_j exp(s_j / T)
@@ -167,8 +173,10 @@ class EmbeddingCache:
         parts = urlsplit(url)
         return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
-    def vector(self, url: str, fetch: Callable[[], bytes]) -> Any:
-        """The image's embedding, computed on first sight (`fetch` gives its bytes)."""
+    def vector(self, url: str, fetch: Callable[[], bytes], *, reconstruction: bool = False) -> Any:
+        """The image's embedding, computed on first sight (`fetch` gives its bytes);
+        ``reconstruction``: the image is a reconstruction (a question's query), seen through
+        `reconstruction.recognizers.reconstruction_view`, else a photo."""
         key = self.key(url)
         found = self._vectors.get(key)
         if found is not None:
@@ -176,26 +184,44 @@ class EmbeddingCache:
         data = fetch()
         with self._lock:
             if key not in self._vectors:
-                self._vectors[key] = self._embed(data)
+                self._vectors[key] = self._embed(data, reconstruction=reconstruction)
                 self.computed += 1
             return self._vectors[key]
 
-    def _embed(self, data: bytes) -> Any:
+    def _embed(self, data: bytes, *, reconstruction: bool) -> Any:
         # Imported here: the survey never imports torch at start-up.
-        from reconstruction.recognizers import get_recognizer
+        from reconstruction.recognizers import get_recognizer, reconstruction_embed
 
+        if reconstruction:
+            return reconstruction_embed(self.recognizer, self._square(data)[None])[0]
         crop = self._face_crop(data)
         return get_recognizer(self.recognizer).embed(crop[None])[0]
+
+    @staticmethod
+    def _decode(data: bytes) -> Any:
+        from reconstruction import alignment
+
+        try:
+            return alignment.decode_rgb(data)
+        except alignment.UnreadableImageError as exc:
+            raise BotError(f"the observer cannot read an image: {exc}") from exc
+
+    def _square(self, data: bytes) -> Any:
+        """A reconstruction's pixels, centre-cropped to a square (the survey serves squares)."""
+        import numpy as np
+
+        pixels = self._decode(data)
+        height, width = pixels.shape[:2]
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        return np.ascontiguousarray(pixels[top : top + side, left : left + side])
 
     def _face_crop(self, data: bytes) -> Any:
         import numpy as np
 
         from reconstruction import alignment
 
-        try:
-            pixels = alignment.decode_rgb(data)
-        except alignment.UnreadableImageError as exc:
-            raise BotError(f"the observer cannot read an image: {exc}") from exc
+        pixels = self._decode(data)
         if self.recognizer == "dlib-resnet":
             import dlib
 
@@ -226,6 +252,8 @@ class Observer:
         self.name = name
         self.params = params
         self.cache = None if name == RANDOM_OBSERVER else EmbeddingCache(name)
+        # URL paths of query images that are reconstructions (`reconstruction_query_paths`).
+        self.reconstruction_paths: frozenset[str] = frozenset()
 
     def decide(
         self,
@@ -238,12 +266,31 @@ class Observer:
         """Decide on a question whose images are at these URLs (`load` fetches one)."""
         if self.cache is None:
             return uniform_decide(photos=list(candidates), rng=rng)
-        q = self.cache.vector(query, lambda: load(query))
+        q = self.cache.vector(
+            query,
+            lambda: load(query),
+            reconstruction=urlsplit(query).path in self.reconstruction_paths,
+        )
         scores = {
             photo: float(q @ self.cache.vector(url, lambda url=url: load(url)))
             for photo, url in candidates.items()
         }
         return softmax_decide(scores=scores, params=self.params, rng=rng)
+
+
+def reconstruction_query_paths(slug: str) -> frozenset[str]:
+    """URL paths of the study's query images that are reconstructions (match sets whose
+    provenance names a reconstruction, as build_study writes); empty for an unknown study."""
+    from django.core.files.storage import default_storage
+
+    from survey.models import MatchSet
+
+    rows = MatchSet.objects.filter(study__slug=slug).values_list("query_image", "provenance")
+    return frozenset(
+        urlsplit(default_storage.url(name)).path
+        for name, provenance in rows
+        if isinstance(provenance, dict) and provenance.get("reconstruction")
+    )
 
 
 def observer_names() -> list[str]:
@@ -660,6 +707,8 @@ def bots_run(
         raise BotError("Run at least one bot (--n 1 or more).")
     if not 0 <= careless <= 1:
         raise BotError("--careless is a fraction between 0 and 1.")
+    if observer.cache is not None:
+        observer.reconstruction_paths = reconstruction_query_paths(slug)
     rng = random.Random(seed)
     careless_bots = set(rng.sample(range(n), round(careless * n)))
     run_tag = uuid.uuid4().hex[:13]  # fresh PIDs: a rerun adds participants

@@ -10,7 +10,9 @@ Adding an engine (e.g. Azure Face, whose identification API needs Microsoft's ap
 one file and one registry line:
 
 1. ``reconstruction/engines/azure.py``: a class with ``name``, ``max_k`` (the most results
-   one search may return), ``retries`` (throttled calls retried so far) and the four
+   one search may return), ``default_threshold`` (the vendor's own default similarity
+   threshold, used unless the user sets one), ``retries`` (throttled calls retried so far)
+   and the four
    methods of `Engine`; its constructor takes keyword ``collection_id`` (the gallery's
    container: a Rekognition collection, an Azure large person group) and ``region``.
    ``enrol`` must be resumable (skip images whose key is already enrolled) and, with
@@ -21,6 +23,12 @@ one file and one registry line:
 
 `tests/reconstruction/test_rekognition.py` and `test_evaluate_topk_engine.py` show how to
 test an adapter against its real client with recorded responses.
+
+Paper defaults for an engine run (Wenger et al. §V, "Commercial systems"): N = 5000 enrolled
+identities plus the identities of every reconstruction tested, K = 5, and the system's own
+threshold ("both systems only return a match when the similarity score exceeds an
+unspecified threshold"): `PAPER_ENGINE_N`, `PAPER_ENGINE_K` and each adapter's
+``default_threshold``.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ import numpy as np
 
 __all__ = [
     "ENGINES",
+    "PAPER_ENGINE_K",
+    "PAPER_ENGINE_N",
     "CallPlan",
     "Engine",
     "EngineError",
@@ -43,6 +53,10 @@ __all__ = [
     "get_engine",
     "ranked_matrix",
 ]
+
+
+PAPER_ENGINE_N = 5000  # identities enrolled (500 FaceScrub + 4500 VGGFace2 in the paper)
+PAPER_ENGINE_K = 5  # "We set K = 5 (max)"
 
 
 class EngineError(Exception):
@@ -115,6 +129,7 @@ class Engine(Protocol):
 
     name: str
     max_k: int  # the most matches one search may return
+    default_threshold: float  # the vendor's default similarity threshold, on its own scale
     retries: int  # throttled calls retried so far
 
     def plan(self, *, gallery: int, queries: int) -> CallPlan: ...

@@ -39,13 +39,22 @@ from reconstruction.engines import (
     SearchResult,
 )
 
-__all__ = ["PRICE_PER_1000", "RekognitionEngine", "external_id", "sanitize_identity"]
+__all__ = [
+    "DEFAULT_FACE_MATCH_THRESHOLD",
+    "PRICE_PER_1000",
+    "RekognitionEngine",
+    "external_id",
+    "sanitize_identity",
+]
 
 PRICE_PER_1000 = 1.00  # USD per 1000 Group 1 calls (IndexFaces, SearchFacesByImage)
 THROTTLING = {"ThrottlingException", "ProvisionedThroughputExceededException"}
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.\-]")
 LIST_PAGE = 4096  # ListFaces' largest page
 MAX_FACES = 4096  # SearchFacesByImage's largest MaxFaces
+# SearchFacesByImage's FaceMatchThreshold when the request leaves it out (AWS API reference:
+# "The default value is 80").
+DEFAULT_FACE_MATCH_THRESHOLD = 80.0
 CREDENTIALS_HELP = (
     "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (plus AWS_SESSION_TOKEN for temporary "
     "credentials), or AWS_PROFILE for a profile in ~/.aws/credentials"
@@ -76,6 +85,7 @@ class RekognitionEngine:
 
     name = "rekognition"
     max_k = MAX_FACES
+    default_threshold = DEFAULT_FACE_MATCH_THRESHOLD
 
     def __init__(
         self,

@@ -4,6 +4,8 @@ Each method module documents its paper, defaults and departures; ``base.py`` hol
 shared result type and the signature of ``run``. The parametric methods (NBNet, Naive,
 Vec2Face) register the same way through ``parametric.py``: their ``run`` takes the trained
 weights as ``artifact``; ``PARAMETRIC`` names them (``train_reconstructor`` trains them).
+``feature_networks.py`` holds the black-box rule for the networks whose gradients train NBNet's
+perceptual and Vec2Face's identity losses (never F itself unless white-box is allowed).
 """
 
 from __future__ import annotations

@@ -2,24 +2,33 @@
 
 Defaults are the study's settings (Wenger et al. 2022, § IV: NbNet-B, 80 epochs, batch 64,
 "pixel mean-absolute-error loss for 60 epochs and add perceptual loss for the last 20") and
-the authors' code (https://github.com/csgcmai/NBNet ``src/of2img_dcnn_mae.py`` and
-``of2img_dcnn_percept.py``): Adam lr 2e-4, β1 0.5, no weight decay, learning rate ×0.94 every
-5000 iterations, N(0, 0.02) initialisation, perceptual layer VGG-19 relu3_2 with a squared-
-error loss on its features.
+the authors' code (https://github.com/csgcmai/NBNet ``src/train_of2img_mae.py`` and
+``src/train_of2img_percept.py``): Adam lr 2e-4, β1 0.5, no weight decay, learning rate ×0.94
+every 5000 iterations (MXNet ``FactorScheduler(step=5000, factor=0.94)``), N(0, 0.02)
+initialisation, perceptual layer VGG-19 relu3_2 with a squared-error loss on its features.
 
-Perceptual phase, the reading implemented: by default the perceptual loss **replaces** L1
-for the last 20 epochs, as the original code does (``of2img_dcnn_percept.py`` back-propagates
-only the feature difference, starting from the L1-trained model); ``perceptual_mode="add"``
-gives the paper text's reading (L1 + perceptual). The optimiser and its schedule continue
-across the phase change.
+Perceptual phase (the last ``perceptual_epochs``), two readings:
 
-Perceptual network: VGG-19 weights cannot be downloaded here. With ``vgg19_weights`` (a
-torchvision-style VGG-19 state dict) the original relu3_2 loss is used. Otherwise the loss is
-computed in a registered differentiable recognizer (``perceptual_recognizer``, default
-``mobileface``: its TF.js graph run in torch via ``recognizers.get_recognizer(name).network``)
-as 1 − cos between the embeddings of the reconstruction and of the real image — an identity
-feature loss instead of a texture one. The choice is recorded as the model's
-``perceptual_source`` and in the file written by ``save_model``.
+- ``perceptual_mode="replace"`` (default, the original code): the original trains the L1
+  model with ``train_of2img_mae.py``, then ``train_of2img_percept.py`` reloads it and
+  back-propagates only the feature difference, so the perceptual loss **replaces** L1.
+- ``perceptual_mode="added"`` (the paper's text, "add perceptual loss"): L1 + perceptual.
+
+Either way the perceptual phase starts a **fresh Adam** (lr 2e-4, β1 0.5) whose ×0.94 per
+5000 steps decay restarts at the phase's first step, as the original's second script does
+(``perceptual_restart=True``). ``perceptual_restart=False`` carries the L1 phase's optimiser
+and decayed rate over — about 7e-7 after 60 WebFace epochs (463,000 steps), where the phase
+barely trains; it is kept for comparison with reconstructors trained before this default.
+
+Perceptual network and the black-box rule (``feature_networks``): with ``vgg19_weights`` (a
+torchvision-style VGG-19 state dict, which cannot be downloaded here) the original relu3_2
+loss is used. Otherwise the loss is 1 − cos between the embeddings of the reconstruction and
+of the real face in a registered differentiable recognizer, ``perceptual_recognizer`` —
+by default (empty) the first one that is not F (mobileface, or faceres when F is mobileface):
+an identity feature loss instead of a texture one. F itself is refused unless
+``allow_white_box`` (its gradients would be white-box access, outside the paper's threat
+model). ``train`` records the network used and whether it was F in the result's
+``provenance`` (``feature_network``, ``white_box``), and ``save_model`` writes them to the file.
 """
 
 from __future__ import annotations
@@ -31,6 +40,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reconstruction.methods.feature_networks import (
+    FeatureNetwork,
+    check_black_box,
+    differentiable_recognizer,
+    second_recognizer,
+)
 from reconstruction.methods.training import (
     DeviceLike,
     SignedRangeEmbedder,
@@ -49,9 +64,20 @@ from reconstruction.methods.training import (
 )
 from reconstruction.networks.nbnet import NbNet, VGG19Features
 
-__all__ = ["NbNetConfig", "build", "load_model", "reconstruct", "save_model", "train"]
+__all__ = [
+    "PERCEPTUAL_MODES",
+    "NbNetConfig",
+    "build",
+    "load_model",
+    "perceptual_network",
+    "reconstruct",
+    "resolve_perceptual",
+    "save_model",
+    "train",
+]
 
 METHOD = "nbnet"
+PERCEPTUAL_MODES = ("replace", "added")  # the original code's reading, the paper text's
 
 
 @dataclass(frozen=True)
@@ -71,11 +97,13 @@ class NbNetConfig:
     lr_decay_every: int = 5000  # iterations
     l1_epochs: float = 60
     perceptual_epochs: float = 20
-    perceptual_mode: str = "replace"  # "replace" (original code) or "add" (paper text)
+    perceptual_mode: str = "replace"  # "replace" (original code) or "added" (paper text)
+    perceptual_restart: bool = True  # fresh Adam and lr schedule for the perceptual phase
     perceptual_weight: float = 1.0
     perceptual_layer: str = "relu3_2"
-    vgg19_weights: str = ""  # path to a VGG-19 state dict; empty: use the recognizer
-    perceptual_recognizer: str = "mobileface"
+    vgg19_weights: str = ""  # path to a VGG-19 state dict; empty: use a recognizer
+    perceptual_recognizer: str = ""  # empty: the first differentiable recognizer other than F
+    allow_white_box: bool = False  # permit F itself as the perceptual network
 
     @property
     def image_size(self) -> int:
@@ -107,8 +135,13 @@ class NbNetConfig:
         )
 
     def __post_init__(self) -> None:
-        if self.perceptual_mode not in ("replace", "add"):
-            raise ValueError(f"perceptual_mode must be 'replace' or 'add': {self.perceptual_mode}")
+        if self.perceptual_mode not in PERCEPTUAL_MODES:
+            raise ValueError(
+                f"perceptual_mode must be one of {', '.join(PERCEPTUAL_MODES)}: "
+                f"{self.perceptual_mode!r}"
+            )
+        if self.vgg19_weights and self.perceptual_recognizer:
+            raise ValueError("give vgg19_weights or perceptual_recognizer, not both")
 
 
 def build(config: NbNetConfig, vector_dim: int) -> NbNet:
@@ -123,26 +156,50 @@ def build(config: NbNetConfig, vector_dim: int) -> NbNet:
     )
 
 
-def perceptual_network(config: NbNetConfig, device: torch.device) -> tuple[nn.Module, str]:
-    """The frozen feature network of the perceptual phase and a description of it."""
+def resolve_perceptual(config: NbNetConfig, recognizer: str) -> NbNetConfig:
+    """``config`` with its perceptual network named for F = ``recognizer``: unchanged with
+    VGG-19 weights; else the named recognizer, or the first differentiable one other than F.
+    F itself raises ``WhiteBoxError`` unless ``config.allow_white_box``."""
+    if config.vgg19_weights or config.perceptual_epochs <= 0:
+        return config
+    name = config.perceptual_recognizer or second_recognizer(recognizer)
+    check_black_box(
+        name,
+        recognizer,
+        role="NBNet's perceptual",
+        allow_white_box=config.allow_white_box,
+        instead=(
+            f"another recognizer (--feature-network {second_recognizer(recognizer)}) or "
+            "VGG-19 weights (--vgg19-weights PATH)"
+        ),
+    )
+    if not differentiable_recognizer(name):
+        raise ValueError(
+            f"recognizer {name!r} is not differentiable: name a torch recognizer as the "
+            "perceptual network or give VGG-19 weights"
+        )
+    return replace(config, perceptual_recognizer=name)
+
+
+def perceptual_network(
+    config: NbNetConfig, device: torch.device, *, recognizer: str
+) -> FeatureNetwork:
+    """The frozen feature network of the perceptual phase when F = ``recognizer``."""
+    config = resolve_perceptual(config, recognizer)
     if config.vgg19_weights:
         net: nn.Module = VGG19Features(config.perceptual_layer).load_vgg19(config.vgg19_weights)
         source = f"vgg19:{config.perceptual_layer}:{Path(config.vgg19_weights).name}"
     else:
         from reconstruction.recognizers import get_recognizer
 
-        recognizer = get_recognizer(config.perceptual_recognizer)
-        if not getattr(recognizer, "differentiable", False):
-            raise ValueError(
-                f"recognizer {config.perceptual_recognizer!r} is not differentiable; "
-                "give vgg19_weights or a torch recognizer"
-            )
-        net = SignedRangeEmbedder(recognizer.network(device))
-        source = f"recognizer:{config.perceptual_recognizer}:embedding-cosine"
+        name = config.perceptual_recognizer
+        net = SignedRangeEmbedder(get_recognizer(name).network(device))
+        source = f"recognizer:{name}"
     net = net.to(device).eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    return net, source
+    white_box = not config.vgg19_weights and config.perceptual_recognizer == recognizer
+    return FeatureNetwork(net, source, white_box=white_box, in_f_space=white_box)
 
 
 def _feature_loss(features: nn.Module, fake: Tensor, real: Tensor) -> Tensor:
@@ -154,12 +211,25 @@ def _feature_loss(features: nn.Module, fake: Tensor, real: Tensor) -> Tensor:
     return F.mse_loss(out, target)
 
 
+def _adam(
+    config: NbNetConfig, model: nn.Module
+) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.StepLR]:
+    """The original's optimiser: Adam (lr, β1 0.5) with lr × decay every ``lr_decay_every``."""
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2)
+    )
+    return optimizer, torch.optim.lr_scheduler.StepLR(
+        optimizer, config.lr_decay_every, config.lr_decay
+    )
+
+
 def train(
     config: NbNetConfig,
     vectors: Tensor,
     images: Tensor,
     *,
     seed: int,
+    recognizer: str | None = None,
     device: DeviceLike = "cpu",
     checkpoint_dir: str | Path | None = None,
     progress: bool = False,
@@ -168,7 +238,8 @@ def train(
 ) -> TrainResult:
     """Train NbNet on (N, D) vectors and their (N, 3, H, W) images in [-1, 1] (resized to 160).
 
-    ``features`` overrides the perceptual network (a frozen module taking [-1, 1] images).
+    ``recognizer``: F's registered name, needed to choose (and check) the perceptual network
+    unless ``features`` overrides it (a frozen module taking [-1, 1] images).
     """
     device = resolve_device(device)
     vectors = prepare_vectors(vectors)
@@ -178,45 +249,62 @@ def train(
     n, dim = vectors.shape
     torch.manual_seed(seed)
     model = build(config, dim).to(device)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2)
-    )
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_decay_every, config.lr_decay)
     l1_steps = total_steps_for(config.l1_epochs, n, config.batch_size) if config.l1_epochs else 0
     total = l1_steps + (
         total_steps_for(config.perceptual_epochs, n, config.batch_size)
         if config.perceptual_epochs > 0
         else 0
     )
-    source = "none"
+    provenance = {
+        "feature_network": "none",
+        "white_box": False,
+        "allow_white_box": config.allow_white_box,
+    }
     if total > l1_steps:
         if features is None:
-            features, source = perceptual_network(config, device)
+            if recognizer is None:
+                raise ValueError(
+                    "name F (recognizer=...) so that the perceptual network can be chosen "
+                    "other than F, or pass features"
+                )
+            network = perceptual_network(config, device, recognizer=recognizer)
+            features = network.module
+            provenance.update(feature_network=network.source, white_box=network.white_box)
         else:
-            source = f"custom:{type(features).__name__}"
+            provenance["feature_network"] = f"custom:{type(features).__name__}"
+
+    # One optimiser per phase when the perceptual phase restarts (the original's second
+    # script); both are checkpointed, so a resumed run continues either phase exactly.
+    optimizer, scheduler = _adam(config, model)
+    optimizers, schedulers = {"model": optimizer}, {"model": scheduler}
+    if config.perceptual_restart and total > l1_steps:
+        optimizers["perceptual"], schedulers["perceptual"] = _adam(config, model)
 
     def step_fn(step: int) -> dict[str, float]:
         idx = batch_indices(n, config.batch_size, seed, step)
         v = vectors[idx].to(device)  # (B, D)
         x = images[idx].to(device)  # (B, 3, 160, 160)
         fake = model(v)  # (B, 3, 160, 160)
+        perceptual = step >= l1_steps
+        phase = "perceptual" if perceptual and "perceptual" in optimizers else "model"
         losses: dict[str, Tensor] = {}
-        if step < l1_steps or config.perceptual_mode == "add":
+        if not perceptual or config.perceptual_mode == "added":
             losses["l1"] = F.l1_loss(fake, x)
-        if step >= l1_steps:
+        if perceptual:
             losses["perceptual"] = config.perceptual_weight * _feature_loss(features, fake, x)
         loss = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
+        lr = optimizers[phase].param_groups[0]["lr"]
+        optimizers[phase].zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        scheduler.step()
-        return {k: v.item() for k, v in losses.items()}
+        optimizers[phase].step()
+        schedulers[phase].step()
+        return {**{k: v.item() for k, v in losses.items()}, "lr": lr}
 
     meta = {"method": METHOD, "config": config_dict(config), "seed": seed, "data": [n, dim]}
     run = run_training(
         modules={"model": model},
-        optimizers={"model": optimizer},
-        schedulers={"model": scheduler},
+        optimizers=optimizers,
+        schedulers=schedulers,
         step_fn=step_fn,
         total_steps=total,
         seed=seed,
@@ -226,7 +314,6 @@ def train(
         progress=progress,
         description=METHOD,
     )
-    model.perceptual_source = source  # recorded for provenance
     return TrainResult.of(
         run,
         model=model,
@@ -235,6 +322,7 @@ def train(
         seed=seed,
         device=device,
         total_steps=total,
+        provenance=provenance,
     )
 
 
@@ -253,7 +341,7 @@ def save_model(path: str | Path, result: TrainResult) -> Path:
         model=result.model,
         seed=result.seed,
         steps=result.steps,
-        perceptual_source=getattr(result.model, "perceptual_source", ""),
+        **result.provenance,
     )
 
 

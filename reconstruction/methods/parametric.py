@@ -29,9 +29,11 @@ from torch import Tensor, nn
 
 from reconstruction.methods import naive, nbnet, vec2face
 from reconstruction.methods.base import ReconstructFn, ReconstructionResult
+from reconstruction.methods.feature_networks import STUDENT, differentiable_recognizer
 from reconstruction.methods.training import (
     DeviceLike,
     TrainResult,
+    config_dict,
     config_from_dict,
     resolve_device,
 )
@@ -42,8 +44,10 @@ __all__ = [
     "RUNS",
     "config_for",
     "config_from_artifact",
+    "config_with_options",
     "crop_for",
     "load",
+    "resolve_feature_network",
     "train_method",
 ]
 
@@ -92,9 +96,79 @@ def config_for(method: str, preset: str, *, epochs: float | None = None, n_image
     return replace(config, total_images=max(1, round(epochs * max(n_images, 1))))
 
 
-def config_from_artifact(method: str, values: dict[str, Any]) -> Any:
-    """The config a stored artifact was trained with (its ``config`` JSON)."""
-    return replace(CONFIGS[method](), **config_from_dict(values))
+def config_with_options(
+    method: str,
+    config: Any,
+    *,
+    perceptual_mode: str | None = None,
+    feature_network: str | None = None,
+    vgg19_weights: str | Path | None = None,
+    allow_white_box: bool = False,
+) -> Any:
+    """``config`` with the training options that ``train_reconstructor`` exposes; an option
+    the method does not have raises ``ValueError``. ``feature_network``: NBNet's perceptual /
+    Vec2Face's identity network (a recognizer, or ``student`` for Vec2Face)."""
+    _module(method)
+    changes: dict[str, Any] = {}
+    if perceptual_mode is not None:
+        if method != "nbnet":
+            raise ValueError(f"perceptual_mode applies to nbnet only, not {method}")
+        changes["perceptual_mode"] = perceptual_mode
+    if vgg19_weights is not None:
+        if method != "nbnet":
+            raise ValueError(f"vgg19_weights applies to nbnet only, not {method}")
+        path = Path(vgg19_weights).expanduser()
+        if not path.is_file():
+            raise ValueError(f"no VGG-19 weights file at {path}")
+        changes["vgg19_weights"] = str(path.resolve())
+    if feature_network is not None:
+        if method == "naive":
+            raise ValueError("naive has no feature network (pixel loss only)")
+        key = "perceptual_recognizer" if method == "nbnet" else "identity_network"
+        changes[key] = feature_network
+    if allow_white_box:
+        if method == "naive":
+            raise ValueError("naive has no feature network, so nothing to allow white-box")
+        changes["allow_white_box"] = True
+    return replace(config, **changes)
+
+
+def resolve_feature_network(method: str, config: Any, *, recognizer: str) -> Any:
+    """``config`` with its feature network named for F = ``recognizer`` (NBNet's automatic
+    choice made concrete, so that it is recorded); F itself raises
+    ``feature_networks.WhiteBoxError`` unless the config allows white-box access."""
+    _module(method)
+    if method == "nbnet":
+        return nbnet.resolve_perceptual(config, recognizer)
+    if method == "vec2face":
+        return vec2face.resolve_identity(config, recognizer)
+    return config
+
+
+# Fields added after reconstructors were first stored, with the value that describes how
+# those older artifacts were trained (they had no black-box rule, and NBNet's perceptual
+# phase continued the L1 phase's optimiser).
+_LEGACY = {
+    "nbnet": {"perceptual_restart": False, "allow_white_box": True},
+    "vec2face": {"allow_white_box": True},
+}
+
+
+def config_from_artifact(method: str, values: dict[str, Any], *, recognizer: str = "") -> Any:
+    """The config a stored artifact was trained with (its ``config`` JSON); fields missing
+    from an older artifact take the values its training actually used (``recognizer``: F,
+    which older Vec2Face artifacts used directly when differentiable)."""
+    stored = dict(values)
+    if stored:
+        for key, value in _LEGACY.get(method, {}).items():
+            stored.setdefault(key, value)
+        if method == "vec2face" and "identity_network" not in stored and recognizer:
+            stored["identity_network"] = (
+                recognizer if differentiable_recognizer(recognizer) else STUDENT
+            )
+        if stored.get("perceptual_mode") == "add":  # the earlier name of "added"
+            stored["perceptual_mode"] = "added"
+    return replace(CONFIGS[method](), **config_from_dict(stored))
 
 
 def train_method(
@@ -112,8 +186,11 @@ def train_method(
     student_config: vec2face.StudentConfig | None = None,
 ) -> tuple[TrainResult, dict[str, Any]]:
     """Train ``method`` on (N, D) vectors of F = ``recognizer`` and (N, 3, H, W) images in
-    [-1, 1]; returns the result and provenance notes (perceptual / identity network)."""
+    [-1, 1]; returns the result and its provenance notes: ``feature_network`` (the network
+    whose gradients trained it, or ``none``), ``white_box`` (whether that was F itself),
+    ``allow_white_box``, and for a Vec2Face student its ``student`` config."""
     module = _module(method)
+    config = resolve_feature_network(method, config, recognizer=recognizer)
     kwargs: dict[str, Any] = {
         "seed": seed,
         "device": device,
@@ -122,28 +199,32 @@ def train_method(
         "max_steps": max_steps,
     }
     notes: dict[str, Any] = {}
+    if method == "nbnet":
+        kwargs["recognizer"] = recognizer
     if method == "vec2face":
-        from reconstruction.recognizers import get_recognizer
-
-        differentiable = getattr(get_recognizer(recognizer), "differentiable", False)
-        # Vec2Face's identity loss needs F's gradients: F itself, or a student mimicking it.
+        student_config = student_config or vec2face.StudentConfig()
         kwargs["identity"] = vec2face.identity_network(
             recognizer,
+            network=config.identity_network,
+            allow_white_box=config.allow_white_box,
             device=resolve_device(device),
-            images=None if differentiable else images,
+            images=images,
+            targets=vectors,  # F's vectors of these faces: the student learns from queries
             student_config=student_config,
             seed=seed,
             checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / "student",
             progress=progress,
         )
-        notes["identity_network"] = (
-            f"recognizer:{recognizer}"
-            if differentiable
-            else f"student:{(student_config or vec2face.StudentConfig())!r}"
-        )
+        if config.identity_network == STUDENT:
+            notes["student"] = config_dict(student_config)
     result = module.train(config, vectors, images, **kwargs)
-    if method == "nbnet":
-        notes["perceptual_source"] = getattr(result.model, "perceptual_source", "")
+    notes = {
+        "feature_network": "none",
+        "white_box": False,
+        "allow_white_box": bool(getattr(config, "allow_white_box", False)),
+        **result.provenance,
+        **notes,
+    }
     return result, notes
 
 

@@ -75,6 +75,7 @@ class TrainResult:
     wall_s: float
     checkpoint_path: Path | None = None
     extras: dict[str, nn.Module] = field(default_factory=dict)  # e.g. the critic
+    provenance: dict[str, Any] = field(default_factory=dict)  # e.g. the feature network used
 
     @classmethod
     def of(
@@ -88,6 +89,7 @@ class TrainResult:
         device: Any,
         total_steps: int,
         extras: dict[str, nn.Module] | None = None,
+        provenance: dict[str, Any] | None = None,
     ) -> TrainResult:
         """The result of a finished (or stopped) `run_training` run."""
         return cls(
@@ -103,6 +105,7 @@ class TrainResult:
             wall_s=run.wall_s,
             checkpoint_path=run.checkpoint_path,
             extras=extras or {},
+            provenance=provenance or {},
         )
 
     @property

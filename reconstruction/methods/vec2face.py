@@ -13,11 +13,21 @@ Vec2Face's paper gives values usable here.
 
 Departures, stated: progressive growing is replaced by training at the final resolution
 (128×128, resized to 112×112) with the grown networks' layers (``networks/vec2face.py``);
-PGGAN's generator moving average is not kept. When F is not differentiable (``dlib-resnet``)
-the identity loss uses a student network trained to mimic F, as DiBiGAN/Vec2Face do for
-black-box F: insightface's iresnet18 (stages [2, 2, 2, 2]) with a D-dimensional head,
-trained by ``train_student`` with Adam (lr 1e-3) on 1 − cos(student(x), F(x)) over the
-reconstructor's training faces (a choice; the original's student is not published).
+PGGAN's generator moving average is not kept.
+
+Identity network and the black-box rule (``feature_networks``): the study gives the attacker
+black-box access to F, so the identity loss must not back-propagate through F. By default
+(``identity_network="student"``, for every F) it uses a student trained to mimic F, as
+DiBiGAN/Vec2Face do for a black-box F: insightface's iresnet18 (stages [2, 2, 2, 2]) with a
+D-dimensional head, trained by ``train_student`` with Adam (lr 1e-3) on
+1 − cos(student(x), F(x)) over the reconstructor's training faces — F's vectors of them,
+which the attacker obtains by querying F (a choice; the original's student is not
+published). The loss is then 1 − cos(student(G(v)), v). ``identity_network`` may instead
+name another differentiable recognizer H: the loss becomes 1 − cos(H(G(v)), H(x)), H's
+features of the reconstruction against those of the real face (v lives in F's space, not
+H's). Naming F itself (its own differentiable graph, 1 − cos(F(G(v)), v)) is white-box and is
+refused unless ``allow_white_box``; a non-differentiable F (``dlib-resnet``) can only be
+reached through its student.
 """
 
 from __future__ import annotations
@@ -30,6 +40,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reconstruction.methods.feature_networks import (
+    STUDENT,
+    FeatureNetwork,
+    check_black_box,
+    differentiable_recognizer,
+    second_recognizer,
+)
 from reconstruction.methods.training import (
     DeviceLike,
     SignedRangeEmbedder,
@@ -58,6 +75,7 @@ __all__ = [
     "identity_network",
     "load_model",
     "reconstruct",
+    "resolve_identity",
     "save_model",
     "train",
     "train_student",
@@ -84,6 +102,8 @@ class Vec2FaceConfig:
     drift: float = 1e-3
     lambda_pix: float = 10.0
     lambda_id: float = 10.0
+    identity_network: str = STUDENT  # "student" (of F), or a recognizer other than F
+    allow_white_box: bool = False  # permit F itself as the identity network
 
     @classmethod
     def tiny(cls) -> Vec2FaceConfig:
@@ -108,6 +128,10 @@ class Vec2FaceConfig:
             fmap_max=64,
             total_images=20_000,
         )
+
+    def __post_init__(self) -> None:
+        if not self.identity_network:
+            raise ValueError("identity_network must be 'student' or a recognizer name")
 
 
 @dataclass(frozen=True)
@@ -158,7 +182,7 @@ def train(
     vectors: Tensor,
     images: Tensor,
     *,
-    identity: nn.Module,
+    identity: FeatureNetwork | nn.Module,
     seed: int,
     device: DeviceLike = "cpu",
     checkpoint_dir: str | Path | None = None,
@@ -167,9 +191,20 @@ def train(
 ) -> TrainResult:
     """Train G (and the critic) on (N, D) vectors and (N, 3, H, W) images in [-1, 1].
 
-    ``identity``: a frozen differentiable F taking [-1, 1] images and returning unit (B, D)
-    vectors — ``identity_network(...)`` builds it from a registered recognizer.
+    ``identity``: the identity loss's frozen network, as ``identity_network(...)`` builds it
+    (a student of F by default), or a bare module taking [-1, 1] images to unit vectors in
+    F's space (compared with v; recorded as ``custom``).
     """
+    if not isinstance(identity, FeatureNetwork):
+        identity = FeatureNetwork(
+            identity, f"custom:{type(identity).__name__}", white_box=False, in_f_space=True
+        )
+    in_f_space = identity.in_f_space
+    provenance = {
+        "feature_network": identity.source,
+        "white_box": identity.white_box,
+        "allow_white_box": config.allow_white_box,
+    }
     device = resolve_device(device)
     vectors = prepare_vectors(vectors)
     images = prepare_images(images, config.output_size)
@@ -179,7 +214,7 @@ def train(
     torch.manual_seed(seed)
     generator, critic = build(config, dim)
     generator, critic = generator.to(device), critic.to(device)
-    identity = identity.to(device).eval()
+    identity = identity.module.to(device).eval()
     for p in identity.parameters():
         p.requires_grad_(False)
     adam = {"lr": config.lr, "betas": config.betas, "eps": config.adam_eps}
@@ -214,7 +249,12 @@ def train(
         fake = generator(v)
         adv = -critic(fake).mean()
         pix = F.l1_loss(fake, real)
-        ident = (1 - F.cosine_similarity(identity(fake), v, dim=1)).mean()
+        if in_f_space:  # F or its student: compare with F's vector v
+            reference = v
+        else:  # another recognizer H: compare with H's features of the real face
+            with torch.no_grad():
+                reference = identity(real)  # (B, D_H)
+        ident = (1 - F.cosine_similarity(identity(fake), reference, dim=1)).mean()
         loss_g = adv + config.lambda_pix * pix + config.lambda_id * ident
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -252,6 +292,7 @@ def train(
         device=device,
         total_steps=total,
         extras={"critic": critic},
+        provenance=provenance,
     )
 
 
@@ -336,39 +377,82 @@ def train_student(
     )
 
 
+def _check_identity(network: str, recognizer: str, *, allow_white_box: bool) -> bool:
+    """Refuse F as the identity network unless allowed, and a non-differentiable one;
+    returns whether the network is F (white-box)."""
+    white_box = check_black_box(
+        network,
+        recognizer,
+        role="Vec2Face's identity",
+        allow_white_box=allow_white_box,
+        instead=(
+            f"a student of F (--feature-network {STUDENT}, the default) or another "
+            f"recognizer (--feature-network {second_recognizer(recognizer)})"
+        ),
+    )
+    if not differentiable_recognizer(network):
+        raise ValueError(
+            f"recognizer {network!r} is not differentiable: use a student of F "
+            f"(identity_network={STUDENT!r}) or name a torch recognizer"
+        )
+    return white_box
+
+
+def resolve_identity(config: Vec2FaceConfig, recognizer: str) -> Vec2FaceConfig:
+    """``config`` checked for F = ``recognizer`` before any training: F itself raises
+    ``WhiteBoxError`` unless ``config.allow_white_box``; a student needs no check."""
+    if config.identity_network != STUDENT:
+        _check_identity(config.identity_network, recognizer, allow_white_box=config.allow_white_box)
+    return config
+
+
 def identity_network(
     recognizer_name: str,
     *,
+    network: str = STUDENT,
+    allow_white_box: bool = False,
     device: DeviceLike = "cpu",
     images: Tensor | None = None,
+    targets: Tensor | None = None,
     student_config: StudentConfig | None = None,
     seed: int = 0,
     checkpoint_dir: str | Path | None = None,
     progress: bool = False,
-) -> nn.Module:
-    """F as a differentiable module on [-1, 1] images: the recognizer's own torch graph, or
-    (for a non-differentiable F such as dlib) a student trained on ``images`` to mimic it."""
+) -> FeatureNetwork:
+    """The identity loss's frozen network when F = ``recognizer_name`` (see module doc).
+
+    ``network``: ``"student"`` trains a student of F on ``images`` ([-1, 1]) and F's vectors
+    of them (``targets``; computed by querying F when not given); another registered
+    recognizer is used as H; F itself only with ``allow_white_box`` (``WhiteBoxError``).
+    """
     from reconstruction.recognizers import get_recognizer
 
-    recognizer = get_recognizer(recognizer_name)
-    if getattr(recognizer, "differentiable", False):
-        return SignedRangeEmbedder(recognizer.network(device)).eval()
-    if images is None:
-        raise ValueError(
-            f"{recognizer_name!r} is not differentiable: give training images for its student"
+    device = resolve_device(device)
+    if network == STUDENT:
+        if images is None:
+            raise ValueError(f"a student of {recognizer_name!r} needs the training images")
+        if targets is None:
+            pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            recognizer = get_recognizer(recognizer_name)
+            embedded = recognizer.embed(np.ascontiguousarray(pixels.permute(0, 2, 3, 1).numpy()))
+            targets = torch.from_numpy(embedded)
+        result = train_student(
+            student_config or StudentConfig(),
+            images,
+            targets,
+            seed=seed,
+            device=device,
+            checkpoint_dir=checkpoint_dir,
+            progress=progress,
         )
-    pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    targets = recognizer.embed(np.ascontiguousarray(pixels.permute(0, 2, 3, 1).numpy()))
-    result = train_student(
-        student_config or StudentConfig(),
-        images,
-        torch.from_numpy(targets),
-        seed=seed,
-        device=device,
-        checkpoint_dir=checkpoint_dir,
-        progress=progress,
+        return FeatureNetwork(
+            result.model.eval(), f"student-of:{recognizer_name}", white_box=False, in_f_space=True
+        )
+    white_box = _check_identity(network, recognizer_name, allow_white_box=allow_white_box)
+    module = SignedRangeEmbedder(get_recognizer(network).network(device)).eval()
+    return FeatureNetwork(
+        module, f"recognizer:{network}", white_box=white_box, in_f_space=white_box
     )
-    return result.model.eval()
 
 
 def save_model(path: str | Path, result: TrainResult) -> Path:
@@ -381,6 +465,7 @@ def save_model(path: str | Path, result: TrainResult) -> Path:
         model=result.model,
         seed=result.seed,
         steps=result.steps,
+        **result.provenance,
     )
 
 

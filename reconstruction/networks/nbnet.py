@@ -3,7 +3,7 @@
 Paper: G. Mai, K. Cao, P. C. Yuen, A. K. Jain, "On the Reconstruction of Face Images from
 Deep Face Templates", IEEE TPAMI 2019. Architecture and defaults from the authors' code
 (https://github.com/csgcmai/NBNet, ``src/symbol_nbnet.py``, ``get_symbol(6,
-net_switch='nbnetb')`` as called by ``of2img_dcnn_mae.py``/``of2img_dcnn_percept.py``). No
+net_switch='nbnetb')`` as called by ``train_of2img_mae.py``/``train_of2img_percept.py``). No
 weights are shipped: the network is trained per recognizer F (``methods/nbnet.py``).
 
 Layout (paper config, D-dimensional vector):
@@ -171,10 +171,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class VGG19Features(nn.Module):
     """VGG-19 (Simonyan & Zisserman 2015) convolutional trunk cut after ``layer``.
 
-    The perceptual loss of NbNet's ``of2img_dcnn_percept.py`` uses VGG-19's relu3_2. Input:
+    The perceptual loss of NbNet's ``train_of2img_percept.py`` uses VGG-19's relu3_2. Input:
     (B, 3, H, W) in [-1, 1]; it is mapped to [0, 1] and normalised with the ImageNet mean and
     std that torchvision's VGG weights expect. Weights: a user-provided state dict with
     torchvision's key names (``features.<i>.weight``/``.bias``; classifier keys are ignored).
+    Departure: the original's descriptor (``symbol_perceptual.py``, after neural-style) uses
+    average pooling and feeds the [-1, 1] image as is; here torchvision's max pooling and
+    input normalisation, which the supplied weights were trained with.
     """
 
     def __init__(self, layer: str = "relu3_2") -> None:

@@ -153,6 +153,20 @@ def _load_artifact(artifact: ReconstructorArtifact | None, device: str) -> Any:
     return load(artifact.method, data, device)
 
 
+def _threat_model(artifact: ReconstructorArtifact | None) -> dict[str, Any]:
+    """What a trained reconstructor's provenance says of F's access: the feature network
+    whose gradients trained it, whether that was F (white-box) and whether that was allowed.
+    Weights stored before this was recorded say ``unknown``; other artifacts add nothing."""
+    if artifact is None or artifact.kind != ReconstructorArtifact.Kind.WEIGHTS:
+        return {}
+    metrics = artifact.metrics or {}
+    return {
+        "feature_network": metrics.get("feature_network", "unknown"),
+        "white_box": metrics.get("white_box"),
+        "allow_white_box": metrics.get("allow_white_box"),
+    }
+
+
 def reconstruction_create(
     *,
     target: FaceImage,
@@ -217,7 +231,7 @@ def reconstruction_create(
         queries=result.queries,
         seconds=result.seconds,
         forward_seconds=result.forward_seconds,
-        details=result.details,
+        details={**result.details, **_threat_model(artifact)},
     )
     name = f"{target.pk}-{config_hash[:12]}-s{seed}.png"
     row.image.save(name, ContentFile(png_bytes(result.image)), save=False)
@@ -307,7 +321,7 @@ def reconstruct_targets(
     )
     if method in PARAMETRIC:
         # A trained network is its training config: record that, whatever the preset.
-        config = config_from_artifact(method, artifact.config)
+        config = config_from_artifact(method, artifact.config, recognizer=artifact.recognizer)
     elif iterations is not None:
         config = entry.config.budget(iterations)
     else:
@@ -448,6 +462,10 @@ def reconstructor_train(
     device: str = "cpu",
     checkpoint_dir: Path | None = None,
     progress: bool = True,
+    perceptual_mode: str | None = None,
+    feature_network: str | None = None,
+    vgg19_weights: Path | str | None = None,
+    allow_white_box: bool = False,
 ) -> ReconstructorTrainSummary:
     """Train a parametric reconstructor on F's vectors of a split's aligned faces; store it.
 
@@ -457,6 +475,15 @@ def reconstructor_train(
     its artifact without training. Interrupted or ``max_steps``-limited runs checkpoint under
     ``checkpoint_dir`` and resume on the next call; the artifact is stored only once training
     reaches its configured length.
+
+    Options (``parametric.config_with_options``; ``None`` keeps the preset's value):
+    ``perceptual_mode`` (NBNet: ``replace``, the original code, or ``added``, the paper's
+    text), ``feature_network`` (NBNet's perceptual / Vec2Face's identity network: a
+    recognizer, or ``student`` for Vec2Face), ``vgg19_weights`` (NBNet), ``allow_white_box``
+    (permit F itself as that network; refused otherwise, as the paper's attacker has only
+    black-box access to F). The feature network is resolved before the run is keyed, so the
+    stored config names it, and the artifact's metrics record ``feature_network``,
+    ``white_box`` and ``allow_white_box``.
     """
     import shutil
 
@@ -488,8 +515,17 @@ def reconstructor_train(
         )
     try:
         config = parametric.config_for(method, preset, epochs=epochs, n_images=len(rows))
-    except ValueError as exc:
-        raise ReconstructorTrainError(str(exc)) from exc
+        config = parametric.config_with_options(
+            method,
+            config,
+            perceptual_mode=perceptual_mode,
+            feature_network=feature_network,
+            vgg19_weights=vgg19_weights,
+            allow_white_box=allow_white_box,
+        )
+        config = parametric.resolve_feature_network(method, config, recognizer=recognizer)
+    except (ValueError, KeyError) as exc:
+        raise ReconstructorTrainError(str(exc.args[0] if exc.args else exc)) from exc
     values = config_dict(config)
     data_digest = hashlib.sha256()
     for row in rows:

@@ -55,27 +55,29 @@ def study_build(
     gallery_identities: int | None = None,
     seed: int = 0,
     exclude_source: bool = True,
+    match_sets: str = "image",
     description: str = "",
     is_demo: bool = False,
     codes: dict[str, str] | None = None,
     progress: bool = True,
     provenance_extra: dict | None = None,
 ) -> StudyBuildSummary:
-    """Create a draft study whose match sets are F''s identity-level top-K for reconstructions
-    made with F; each records its provenance (plus ``provenance_extra``, e.g. a demo preset).
-    See `reconstruction.study_builder`."""
+    """Create a draft study whose match sets are F''s top-K for reconstructions made with F:
+    Metric 1's image-level top-K by default, or ``match_sets="identity"`` (K distinct
+    identities); each records its provenance, the mode under the key ``"match_sets"`` (plus
+    ``provenance_extra``, e.g. a demo preset). See `reconstruction.study_builder`."""
     import secrets
 
     from tqdm import tqdm
 
-    from reconstruction.recognizers import RECOGNIZERS, get_recognizer
+    from reconstruction.recognizers import RECOGNIZERS, get_recognizer, reconstruction_embed
     from reconstruction.study_builder import (
         GALLERY_SPLITS,
+        MATCH_SET_MODES,
         StudyBuildError,
         file_sha256,
         gallery_enrol,
         gallery_pool,
-        query_vectors,
         reconstructions_available,
         targets_choose,
     )
@@ -97,6 +99,10 @@ def study_build(
             )
     if per_method < 1:
         raise StudyBuildError("--per-method must be at least 1")
+    if match_sets not in MATCH_SET_MODES:
+        raise StudyBuildError(
+            f"unknown match-set mode {match_sets!r}; use {' or '.join(MATCH_SET_MODES)}"
+        )
     source = FaceDataset.objects.filter(name=dataset).first()
     if source is None:
         known = ", ".join(FaceDataset.objects.values_list("name", flat=True)) or "none"
@@ -140,9 +146,9 @@ def study_build(
     )
     picks = [(m, identity, available[m][identity]) for m in methods for identity in chosen[m]]
     pixels = aligned_pixels_of([row for _, _, row in picks])
-    queries = query_vectors(recognizer=second, pixels=pixels, dataset=source)
+    queries = reconstruction_embed(second, pixels)
     exclude = [[row.target_id] if exclude_source else [] for _, _, row in picks]
-    top = gallery.search(queries, k=k, by="identity", exclude=exclude)
+    top = gallery.search(queries, k=k, by=match_sets, exclude=exclude)
     shown_ids = {int(i) for i in top.image_ids.ravel() if i >= 0}
     images = FaceImage.objects.select_related("identity").in_bulk(shown_ids)
     names = dict(source.identities.values_list("id", "name"))
@@ -168,7 +174,7 @@ def study_build(
             if exclude_source
             else "included: the source image may be returned (upper-bound variant)"
         ),
-        "ranking": f"identity level: each identity's best image, top {k}",
+        "ranking": f"{MATCH_SET_MODES[match_sets]}; top {k}",
     }
     written: list[str] = []
     created = []
@@ -198,8 +204,9 @@ def study_build(
                 ):
                     if image_id < 0:
                         raise StudyBuildError(
-                            f"the gallery returned fewer than {k} identities for "
-                            f"reconstruction #{row.pk}: enrol more identities"
+                            f"the gallery returned fewer than {k} "
+                            f"{'images' if match_sets == 'image' else 'identities'} for "
+                            f"reconstruction #{row.pk}: enrol more faces"
                         )
                     image = images[int(image_id)]
                     is_true = int(label) == identity_id
@@ -261,6 +268,7 @@ def study_build(
                     "final_cosine": round(row.cosine, 6),
                     "F_prime": {"name": second, "weights_sha256": engine_f2.weights_sha256},
                     "gallery": gallery_provenance,
+                    "match_sets": match_sets,
                     "candidates": listed,
                     "target_present": present,
                     "seed": seed,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconstruction import alignment
+from reconstruction.engines import PAPER_ENGINE_K, PAPER_ENGINE_N
 from reconstruction.models import (
     FaceDataset,
     FaceImage,
@@ -31,16 +32,22 @@ logger = logging.getLogger(__name__)
 def _reconstruction_vectors(
     rows: list[Any], *, recognizer: str, device: str, cache_dir: Path | None
 ) -> Any:
-    """F' vectors of stored reconstruction images, cached by image name in an .npz file."""
+    """F' vectors of stored reconstruction images as `reconstruction_view` shows them to F',
+    cached by image name in an .npz file (named by the weights and the view)."""
     import numpy as np
 
-    from reconstruction.recognizers import get_recognizer
+    from reconstruction.recognizers import (
+        get_recognizer,
+        reconstruction_embed,
+        reconstruction_view_description,
+    )
 
     engine = get_recognizer(recognizer)
     cache: dict[str, Any] = {}
     cache_file = None
     if cache_dir is not None:
-        cache_file = Path(cache_dir) / f"{recognizer}-{engine.weights_sha256[:16]}.npz"
+        view = hashlib.sha256(reconstruction_view_description(recognizer).encode()).hexdigest()
+        cache_file = Path(cache_dir) / f"{recognizer}-{engine.weights_sha256[:16]}-{view[:8]}.npz"
         if cache_file.exists():
             with np.load(cache_file) as stored:
                 cache = {name: stored[name] for name in stored.files}
@@ -50,7 +57,7 @@ def _reconstruction_vectors(
         for row in missing:
             with row.image.open("rb") as handle:
                 pixels.append(alignment.decode_rgb(handle.read()))  # (112, 112, 3)
-        vectors = engine.embed(np.stack(pixels), device=device)
+        vectors = reconstruction_embed(recognizer, np.stack(pixels), device=device)
         cache.update({row.image.name: v for row, v in zip(missing, vectors, strict=True)})
         if cache_file is not None:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -123,15 +130,17 @@ def topk_evaluate(
     The gallery pool is every ok target- and gallery-split image of ``dataset`` (train
     identities never enrol); each trial enrols N − 1 random distractor identities plus the
     query's true identity. Baselines: the original photo of each target ("photo") and a
-    random other face of the pool ("random"). Reconstruction images are embedded in F' and
-    cached in ``cache_dir``; gallery vectors are the stored Embedding rows.
+    random other face of the pool ("random"). Reconstruction images are embedded in F' as
+    `reconstruction.recognizers.reconstruction_view` shows them (dlib-resnet: a dlib chip,
+    like its gallery) and cached in ``cache_dir``; gallery vectors are the stored Embedding
+    rows.
     """
     import numpy as np
 
     from reconstruction import metric1
     from reconstruction.gallery import stored_vectors
     from reconstruction.models import TopKRun
-    from reconstruction.recognizers import get_recognizer
+    from reconstruction.recognizers import get_recognizer, reconstruction_view_description
 
     started = time.perf_counter()
     source = FaceDataset.objects.get(name=dataset)
@@ -242,6 +251,7 @@ def topk_evaluate(
         "threshold": threshold,
         "by": by,
         "baselines": baselines,
+        "reconstruction_view": reconstruction_view_description(recognizer),
         "dataset_fingerprint": source.fingerprint,
         "reconstruction_ids": [r.pk for r in rows],
     }
@@ -305,6 +315,7 @@ class EnginePlan:
     distractors: list[int]  # identity ids of the N − 1 drawn distractors
     max_faces: int
     calls: CallPlan
+    drop_other_targets: bool = False
 
     def describe(self) -> str:
         groups = ", ".join(f"{g} {c}" for g, c in Counter(q.group for q in self.queries).items())
@@ -317,6 +328,12 @@ class EnginePlan:
                 f"{len(self.gallery)} photos",
                 f"Queries: {len(self.queries)} ({groups}), each searched once with "
                 f"MaxFaces = {self.max_faces}",
+                "Other queries' true identities: "
+                + (
+                    "dropped from each answer (each query ranked against N identities)"
+                    if self.drop_other_targets
+                    else "kept in each answer, as in the paper's single enrolled database"
+                ),
                 self.calls.describe(),
             ]
         )
@@ -356,19 +373,23 @@ def topk_engine_plan(
     region: str | None = None,
     methods: list[str] | None = None,
     reconstructions_of: str | None = None,
-    ks: tuple[int, ...] = (5, 10, 15, 20, 25, 30, 35, 40),
-    n: int = 1000,
+    ks: tuple[int, ...] = (PAPER_ENGINE_K,),
+    n: int = PAPER_ENGINE_N,
     seed: int = 0,
     baselines: bool = True,
+    drop_other_targets: bool = False,
 ) -> EnginePlan:
     """The gallery, queries and API calls of a Metric 1 run in a commercial engine (no request).
 
-    The gallery is one draw of N identities: the N − 1 distractors of `topk_evaluate`'s first
-    draw with the same ``seed`` (`metric1.distractor_draw`) plus every query's true identity,
-    each with all its ok photos; per query, the other queries' true identities (and, in the
-    excluded variant, its source photo) are dropped from the answer, so each query is ranked
-    against exactly N identities, as in the local path. The engine returns max K plus as many
-    faces as may be dropped (``max_faces``).
+    The gallery is one draw: the N − 1 distractors of `topk_evaluate`'s first draw with the
+    same ``seed`` (`metric1.distractor_draw`) plus every query's true identity, each with all
+    its ok photos — one enrolled database, as in the paper (N = 5000 identities, "the
+    identities associated with all reconstructions we test are also enrolled"). Every
+    enrolled identity may answer a query, the other targets' identities included; with
+    ``drop_other_targets`` those are dropped from each answer, so each query is ranked
+    against exactly N identities, as in the local path. In the excluded variant the query's
+    source photo is dropped. The engine returns max K plus as many faces as may be dropped
+    (``max_faces``).
     """
     import numpy as np
 
@@ -436,7 +457,8 @@ def topk_engine_plan(
         ).hexdigest()[:10]
         collection = f"fvr-{dataset}-n{n}-s{seed}-{digest}"
     adapter = get_engine(engine, collection_id=collection, region=region)
-    droppable = sum(1 for g in gallery if g[1] in true_ids)
+    # The source photo, and with drop_other_targets every photo of a true identity.
+    droppable = sum(1 for g in gallery if g[1] in true_ids) if drop_other_targets else 1
     max_faces = min(adapter.max_k, max_k + droppable)
     return EnginePlan(
         engine=engine,
@@ -450,6 +472,7 @@ def topk_engine_plan(
         distractors=sorted(int(d) for d in distractors),
         max_faces=max_faces,
         calls=adapter.plan(gallery=len(gallery), queries=len(queries)),
+        drop_other_targets=drop_other_targets,
     )
 
 
@@ -470,21 +493,25 @@ def topk_evaluate_engine(
     region: str | None = None,
     methods: list[str] | None = None,
     reconstructions_of: str | None = None,
-    ks: tuple[int, ...] = (5, 10, 15, 20, 25, 30, 35, 40),
-    k: int = 25,
-    n: int = 1000,
+    ks: tuple[int, ...] = (PAPER_ENGINE_K,),
+    k: int = PAPER_ENGINE_K,
+    n: int = PAPER_ENGINE_N,
     seed: int = 0,
     include_source: bool = False,
-    threshold: float = 80.0,
+    threshold: float | None = None,
     baselines: bool = True,
+    drop_other_targets: bool = False,
 ) -> Any:
     """Metric 1 in a commercial engine (`reconstruction.engines`); files + a TopKRun.
 
-    One gallery (see `topk_engine_plan`) is enrolled (resumably: faces already in the
-    collection are skipped) and each query is searched once; every K of ``ks`` is cut from
-    that one ranking, for the excluded and (``include_source``) included variants alike.
-    The engine's threshold makes "no match" a third outcome (a query in which the engine
-    finds no face counts as one). No N sweep: it would need one collection per draw.
+    Defaults are the paper's: N = 5000, K = 5, the engine's own default threshold (None:
+    the adapter's ``default_threshold``, Rekognition's 80), other targets' identities kept in
+    each answer (``drop_other_targets`` removes them). One gallery (see `topk_engine_plan`)
+    is enrolled (resumably: faces already in the collection are skipped) and each query is
+    searched once; every K of ``ks`` is cut from that one ranking, for the excluded and
+    (``include_source``) included variants alike. The threshold makes "no match" a third
+    outcome (a query in which the engine finds no face counts as one). No N sweep: it would
+    need one collection per draw.
     The collection is kept (a re-run skips enrolment); `rekognition_cleanup` deletes it.
     """
     import numpy as np
@@ -505,6 +532,7 @@ def topk_evaluate_engine(
         n=n,
         seed=seed,
         baselines=baselines,
+        drop_other_targets=drop_other_targets,
     )
     root = Path(plan.dataset.root)
     photo_of = {
@@ -514,6 +542,8 @@ def topk_evaluate_engine(
         ).values_list("id", "identity_id", "relative_path", "sha256")
     }
     adapter = get_engine(engine, collection_id=plan.collection, region=region)
+    if threshold is None:
+        threshold = adapter.default_threshold
     enrolment = adapter.enrol(
         (
             GalleryImage(plan.names[identity], str(image), _photo_bytes(root, path, sha))
@@ -541,15 +571,16 @@ def topk_evaluate_engine(
     variants = [("excluded", False)] + ([("included", True)] if include_source else [])
     out_rows: list[dict[str, Any]] = []
     for variant, include in variants:
-        # Rank each query against its own N identities: drop other queries' true identities
-        # (enrolled for them) and, when excluded, its source photo; then cut at max K.
+        # Drop the source photo when excluded and, with drop_other_targets, other queries'
+        # true identities (each query then ranked against its own N identities); cut at max K.
         answers_of_variant = [
             SearchResult(
                 matches=tuple(
                     m
                     for m in answer.matches
                     if (
-                        identity_of_key.get(m.key) == query.truth
+                        not drop_other_targets
+                        or identity_of_key.get(m.key) == query.truth
                         or identity_of_key.get(m.key) not in true_ids
                     )
                     and (include or m.key != str(query.source))
@@ -574,10 +605,17 @@ def topk_evaluate_engine(
         f"({', '.join(sorted({r.method for r in plan.reconstructions}))}) searched in "
         f"{engine} (collection {plan.collection}), FaceMatchThreshold {threshold}, "
         f"MaxFaces {plan.max_faces}, image-level top-K",
-        f"one gallery of N = {n} identities per query: the {len(plan.distractors)} distractors "
-        f"of the local run's first draw with seed {seed}, {len(plan.gallery)} photos in all "
-        f"({enrolment.indexed} indexed now, {enrolment.skipped} already there, "
-        f"{len(enrolment.no_face)} without a face)",
+        f"one gallery: the {len(plan.distractors)} distractors of the local run's first draw "
+        f"at N = {n} with seed {seed} plus the {len({q.truth for q in plan.queries})} queries' "
+        f"true identities, {len(plan.gallery)} photos in all ({enrolment.indexed} indexed now, "
+        f"{enrolment.skipped} already there, {len(enrolment.no_face)} without a face)",
+        (
+            "other queries' true identities dropped from each answer (each query ranked "
+            "against N identities)"
+            if drop_other_targets
+            else "other queries' true identities kept in each answer (one enrolled database, "
+            "as in the paper); --drop-other-targets removes them"
+        ),
         "N sweep not run for a commercial engine: each N draw needs its own collection "
         "(enrolment billed per photo); rates are from one gallery draw, so the intervals "
         "are Wilson intervals over queries, not over draws",
@@ -608,6 +646,7 @@ def topk_evaluate_engine(
         "include_source": include_source,
         "threshold": threshold,
         "baselines": baselines,
+        "drop_other_targets": drop_other_targets,
         "max_faces": plan.max_faces,
         "dataset_fingerprint": plan.dataset.fingerprint,
         "reconstruction_ids": [r.pk for r in plan.reconstructions],

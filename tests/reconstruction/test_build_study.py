@@ -1,16 +1,22 @@
-"""build_study on a few imported LFW identities: tiny Eigenfaces reconstructions, F' top-5."""
+"""build_study on a few imported LFW identities: tiny Eigenfaces reconstructions, F' top-5
+(Metric 1's image-level top-5 by default, identity-level with --match-sets identity)."""
 
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
+from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
 from PIL import Image
 
 from reconstruction.embedding import dataset_embed
+from reconstruction.gallery import stored_vectors
 from reconstruction.methods.eigenfaces import EigenfacesConfig
 from reconstruction.models import FaceImage, Reconstruction, Split
+from reconstruction.recognizers import get_recognizer, reconstruction_embed
 from reconstruction.services import dataset_import, eigenbasis_train, reconstruction_create
+from reconstruction.services.storage import aligned_pixels_of
 from survey.demo import demo_subset_plan, demo_subset_write
 from survey.models import MatchSet, Study
 
@@ -87,6 +93,8 @@ def test_match_sets_hold_the_top5_of_f_prime_with_provenance(reconstructions):
     assert len(match_sets) == 3
     assert study.questions_per_method == 3
     assert "Built draft study 's1': 3 match sets (eigenfaces 3)" in out
+    assert "with 200 participants and 3 faces per method the study detects" in out
+    assert "WARNING: faces are the bottleneck with 3 faces per method" in out
     by_id = {r.pk: r for r in reconstructions}
     for match_set in match_sets:
         p = match_set.provenance
@@ -110,7 +118,10 @@ def test_match_sets_hold_the_top5_of_f_prime_with_provenance(reconstructions):
         assert 10 <= gallery["images"] <= 13  # 3 targets × 3 photos + 4 distractors
         candidates = list(match_set.candidates.all())
         assert [c.rank for c in candidates] == [1, 2, 3, 4, 5]
-        assert len({c.identity for c in candidates}) == 5  # identity-level top-5
+        # The default is Metric 1's image-level top-5: the 5 best gallery images in F'.
+        assert p["match_sets"] == "image"
+        assert gallery["ranking"].startswith("image level")
+        assert [c["image_id"] for c in p["candidates"]] == image_level_top5(row)
         paths = [c["path"] for c in p["candidates"]]
         assert row.target.relative_path not in paths  # the source photo is excluded
         scores = [c.score for c in candidates]
@@ -121,6 +132,63 @@ def test_match_sets_hold_the_top5_of_f_prime_with_provenance(reconstructions):
         assert p["target_present"] == any(c.is_true for c in candidates)
         with match_set.query_image.open("rb") as handle, Image.open(handle) as image:
             assert (image.format, image.size) == ("JPEG", (224, 224))
+
+
+def image_level_top5(row: Reconstruction) -> list[int]:
+    """Ids of the 5 gallery images (gallery and target splits, source photo left out) nearest
+    to the reconstruction in mobileface, computed here from the stored vectors."""
+    query = reconstruction_embed("mobileface", aligned_pixels_of([row]))[0]
+    ids = list(
+        FaceImage.objects.ok()
+        .filter(identity__split__in=[Split.GALLERY, Split.TARGET])
+        .exclude(pk=row.target_id)
+        .order_by("identity_id", "relative_path")
+        .values_list("id", flat=True)
+    )
+    weights = get_recognizer("mobileface").weights_sha256
+    scores = stored_vectors(ids, recognizer="mobileface", weights_sha256=weights) @ query
+    return [ids[i] for i in np.argsort(-scores, kind="stable")[:5]]
+
+
+def test_identity_level_match_sets_on_request(reconstructions):
+    out = build(
+        "--slug", "ids", "--title", "Identities", "--second", "mobileface",
+        "--methods", "eigenfaces", "--match-sets", "identity",
+    )  # fmt: skip
+    assert "identity-level match sets" in out
+    match_sets = list(Study.objects.get(slug="ids").match_sets.prefetch_related("candidates"))
+    assert len(match_sets) == 3
+    for match_set in match_sets:
+        assert match_set.provenance["match_sets"] == "identity"
+        assert match_set.provenance["gallery"]["ranking"].startswith("identity level")
+        assert len({c.identity for c in match_set.candidates.all()}) == 5
+
+
+def test_image_level_match_sets_show_several_photos_of_the_target(reconstructions):
+    # Stand-in reconstructions that F' knows well: each target's own aligned photo. Its two
+    # other photos are in the gallery (the source itself is excluded), so an image-level
+    # top-5 holds them both where an identity-level one could show only one.
+    for row in reconstructions:
+        with row.target.aligned.open("rb") as handle:
+            row.image.save(f"stand-in-{row.pk}.png", ContentFile(handle.read()))
+    out = build(
+        "--slug", "several", "--title", "Several", "--second", "mobileface",
+        "--methods", "eigenfaces",
+    )  # fmt: skip
+    assert "image-level match sets" in out
+    study = Study.objects.get(slug="several")
+    true_counts = []
+    for match_set in study.match_sets.prefetch_related("candidates"):
+        candidates = list(match_set.candidates.all())
+        listed = match_set.provenance["candidates"]
+        assert [c.is_true for c in candidates] == [c["is_true"] for c in listed]
+        true_counts.append(sum(c.is_true for c in candidates))
+        # The survey holds every true candidate; each is a different photo of the target.
+        true_paths = {c["path"] for c in listed if c["is_true"]}
+        assert len(true_paths) == true_counts[-1]
+        assert all(c.identity == match_set.target_identity for c in candidates if c.is_true)
+    assert len(true_counts) == 3
+    assert max(true_counts) == 2  # both remaining photos of a target among the 5
 
 
 def test_include_source_and_gallery_draw_are_recorded(reconstructions):

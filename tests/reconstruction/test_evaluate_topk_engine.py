@@ -160,7 +160,7 @@ def test_engine_run_scores_every_k_from_one_search_per_query(reconstructed, stub
         call_command(
             "evaluate_topk", "--dataset", reconstructed, "--engine", "rekognition",
             "--collection", COLLECTION, "--n", "5", "--k", "1,2", "--include-source",
-            "--out", str(tmp_path / "out"), stdout=out,
+            "--drop-other-targets", "--out", str(tmp_path / "out"), stdout=out,
         )  # fmt: skip
         stub.assert_no_pending_responses()
 
@@ -200,7 +200,7 @@ def test_engine_run_scores_every_k_from_one_search_per_query(reconstructed, stub
 
     rows = {(r["variant"], r["group"], r["k"]): r for r in run.results["rows"]}
     expected = {
-        # (tpr, fpr, no match, Table II recurring share, non-unique share)
+        # (tpr, fpr, no match, Table II most frequent class share, non-unique share)
         ("excluded", "eigenfaces", 1): (0.25, 0.75, 0, 2 / 3, 2 / 3),
         ("excluded", "eigenfaces", 2): (0.5, 0.5, 0, 0.5, 0),
         ("excluded", "photo", 1): (0.5, 0, 0.5, None, None),
@@ -238,7 +238,8 @@ def test_engine_run_scores_every_k_from_one_search_per_query(reconstructed, stub
     assert (
         "| rekognition / excluded / eigenfaces | 1 | 25.0 (4.6–69.9) | 75.0 | 0.0 | 4 |" in summary
     )
-    assert "| rekognition / excluded / eigenfaces | 50.0 | 0.0 | 50.0 |" in summary  # Table II
+    assert "| rekognition / excluded / eigenfaces | 0.0 | 50.0 | 50.0 |" in summary  # Table II
+    assert "other queries' true identities dropped from each answer" in summary
     csv_text = (tmp_path / "out" / "metric1_rekognition.csv").read_text()
     assert csv_text.count("\n") == 13  # header + 12 rows
     text = out.getvalue()
@@ -267,7 +268,8 @@ def test_dry_run_sends_nothing_and_missing_credentials_name_the_aws_variables(
     assert "collection fvr-tiny-n5-s0-" in text
     assert "Gallery: 6 identities (4 drawn distractors + the true ones), 8 photos" in text
     assert "Queries: 8 (eigenfaces 4, photo 2, random 2)" in text
-    assert "MaxFaces = 14" in text
+    assert "MaxFaces = 11" in text  # K 10 + the source photo, dropped in the excluded variant
+    assert "Other queries' true identities: kept in each answer" in text
     assert "CreateCollection × 1" in text
     assert "IndexFaces × 8" in text
     assert "SearchFacesByImage × 8" in text
@@ -297,6 +299,57 @@ def test_dry_run_sends_nothing_and_missing_credentials_name_the_aws_variables(
     assert not TopKRun.objects.exists()
 
 
+@pytest.mark.django_db
+@pytest.mark.facedata
+def test_engine_defaults_are_the_paper_s_and_other_targets_stay_in_the_answer(
+    reconstructed, stubbed, tmp_path
+):
+    client, sent, _, _ = stubbed
+    # The paper's N = 5000 by default: this tiny dataset has 4 distractor identities.
+    with pytest.raises(CommandError, match="N = 5000 needs 4999 distractor identities"):
+        call_command("evaluate_topk", "--dataset", reconstructed, "--engine", "rekognition")
+    recs = sorted(
+        Reconstruction.objects.select_related("target"), key=lambda r: (r.target_id, r.pk)
+    )
+    t1, t2 = recs[0].target, recs[2].target  # the reconstructed (source) photos
+
+    def other(image: FaceImage) -> FaceImage:
+        return FaceImage.objects.ok().filter(identity=image.identity).exclude(pk=image.pk).get()
+
+    t1b, t2b = other(t1), other(t2)
+    g1, g2 = FaceImage.objects.ok().filter(identity__split="gallery").order_by("pk")[:2]
+    with Stubber(client) as stub:
+        stub.add_response("create_collection", {"StatusCode": 200}, {"CollectionId": COLLECTION})
+        stub.add_response("list_faces", {"Faces": []})
+        for image in FaceImage.objects.ok().filter(identity__split__in=["target", "gallery"]):
+            stub.add_response("index_faces", {"FaceRecords": [{"Face": face(image)}]})
+        # T1 seed 0, T1 seed 1, T2 seed 0, T2 seed 1: the other target answers three of them.
+        stub.add_response("search_faces_by_image", matches((t2b, 90), (g1, 85)))
+        stub.add_response("search_faces_by_image", matches((t2b, 88)))
+        stub.add_response("search_faces_by_image", matches((t1b, 95), (g2, 88)))
+        stub.add_response("search_faces_by_image", matches((t2b, 89)))
+        call_command(
+            "evaluate_topk", "--dataset", reconstructed, "--engine", "rekognition",
+            "--collection", COLLECTION, "--n", "5", "--no-baselines",
+            "--out", str(tmp_path / "out"), stdout=io.StringIO(),
+        )  # fmt: skip
+        stub.assert_no_pending_responses()
+    searches = [params for name, params in sent if name == "SearchFacesByImage"]
+    # K = 5 and Rekognition's default threshold; 1 more face: the source photo may be dropped.
+    assert {(p["MaxFaces"], p["FaceMatchThreshold"]) for p in searches} == {(6, 80.0)}
+    run = TopKRun.objects.get()
+    assert (run.k, run.ks, run.threshold) == (5, [5], 80.0)
+    assert run.config["drop_other_targets"] is False
+    (row,) = [r for r in run.results["rows"] if r["group"] == "eigenfaces"]
+    # Kept, T2 answers T1's queries and T1 answers T2's: 3 false positives of classes
+    # [T2, T2, T1] (2 of 3 non-unique); dropped, T1 seed 1 would have no match at all.
+    assert (row["tpr"], row["fpr"], row["no_match"]) == pytest.approx((0.25, 0.75, 0))
+    assert row["fp_non_unique_share"] == pytest.approx(2 / 3)
+    assert row["fp_recurring_share"] == pytest.approx(2 / 3)
+    summary = (tmp_path / "out" / "metric1_rekognition.md").read_text()
+    assert "other queries' true identities kept in each answer" in summary
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -307,6 +360,10 @@ def test_dry_run_sends_nothing_and_missing_credentials_name_the_aws_variables(
         (["--engine", "rekognition", "--trials", "3"], "one gallery draw"),
         (["--engine", "rekognition", "--by", "identity"], "ranks faces"),
         (["--recognizer", "mobileface", "--dry-run"], "--dry-run needs --engine"),
+        (
+            ["--recognizer", "mobileface", "--drop-other-targets"],
+            "--drop-other-targets needs --engine",
+        ),
     ],
 )
 def test_command_explains_engine_option_mistakes_before_touching_anything(arguments, message):
@@ -353,4 +410,5 @@ def test_ranked_trial_cuts_every_k_from_one_ranking_with_a_threshold():
     (row,) = [r for r in metric1.summarize([trial]) if r["k"] == 2]
     assert (row["tpr"], row["fpr"], row["no_match"]) == (0.25, 0.25, 0.5)
     assert row["fp_recurring_share"] == 1.0  # the one false positive's top-1 is identity 3
+    assert row["fp_non_unique_share"] == 0.0  # ... a class no other false positive shares
     assert math.isclose(row["tpr"] + row["fpr"] + row["no_match"], 1)

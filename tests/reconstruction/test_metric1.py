@@ -11,6 +11,7 @@ from reconstruction.metric1 import (
     NO_MATCH,
     TP,
     ScorePool,
+    non_unique_share,
     outcomes_from_ranked,
     percentile_interval,
     rates,
@@ -165,10 +166,62 @@ def test_pool_threshold_outcomes_sum_to_one():
     assert (everything_below == NO_MATCH).all()
 
 
-def test_table_ii_share_of_false_positives_on_one_recurring_identity():
-    assert recurring_share([5, 5, 5, 7, 8]) == (0.6, 0.6)
-    assert recurring_share([5, 5, 7, 7, 8]) == (0.4, 0.8)
-    assert all(math.isnan(x) for x in recurring_share([]))
+def test_table_ii_shares_of_false_positive_classes():
+    # non-unique: false positives whose class another false positive shares; recurring: the
+    # most frequent class.
+    assert (non_unique_share([5, 5, 5, 7, 8]), recurring_share([5, 5, 5, 7, 8])) == (0.6, 0.6)
+    assert (non_unique_share([5, 5, 7, 7, 8]), recurring_share([5, 5, 7, 7, 8])) == (0.8, 0.4)
+    assert non_unique_share([5, 7, 8]) == 0.0
+    assert math.isnan(non_unique_share([]))
+    assert math.isnan(recurring_share([]))
+
+
+def test_table_ii_non_unique_reading_on_a_hand_computed_engine_answer(tmp_path):
+    """Engine answers (top-3, similarity 0–100, threshold 80) for two methods, by hand:
+
+    eigenfaces, truths 1–7: top-1 classes 10, 10, 11, (4's own photo second: TP), 12,
+    (nothing ≥ 80: no match), 11 -> false-positive classes [10, 10, 11, 12, 11]: four of
+    the five share their class with another false positive (non-unique 4/5 = 80%); the most
+    frequent class (10 or 11) holds 2/5 = 40%.
+    nbnet, truths 1–3: classes 10, 13, 14 -> no class repeats within nbnet (non-unique 0%,
+    although class 10 is also eigenfaces'), the most frequent holds 1/3.
+    """
+    from reconstruction.metric1 import ranked_trial, write_markdown
+
+    labels = np.array(
+        [
+            [10, 20, 21],
+            [10, 22, 23],
+            [11, 24, 25],
+            [11, 4, 26],
+            [12, 27, 28],
+            [13, 29, 30],
+            [11, 31, 32],
+            [10, 33, 34],
+            [13, 35, 36],
+            [14, 37, 38],
+        ]
+    )
+    scores = np.full(labels.shape, 90.0)
+    scores[5] = 70.0  # below the threshold: not returned
+    truth = [1, 2, 3, 4, 5, 6, 7, 1, 2, 3]
+    group = np.array(["eigenfaces"] * 7 + ["nbnet"] * 3, dtype=object)
+    trial = ranked_trial(labels, scores, truth, n=5000, ks=(3,), threshold=80.0)
+    rows = {row["group"]: row for row in summarize([trial], group=group)}
+    eigenfaces, nbnet = rows["eigenfaces"], rows["nbnet"]
+    assert (eigenfaces["tpr"], eigenfaces["fpr"], eigenfaces["no_match"]) == pytest.approx(
+        (1 / 7, 5 / 7, 1 / 7)
+    )
+    assert eigenfaces["fp_non_unique_share"] == pytest.approx(0.8)
+    assert eigenfaces["fp_recurring_share"] == pytest.approx(0.4)
+    assert nbnet["fp_non_unique_share"] == 0.0
+    assert nbnet["fp_recurring_share"] == pytest.approx(1 / 3)
+    table = write_markdown(
+        list(rows.values()), tmp_path / "t.md", title="T", reference=(5000, 3)
+    ).read_text()
+    assert "Table II: non-unique false positives (same class)" in table
+    assert "| eigenfaces | 80.0 | 40.0 | 71.4 |" in table
+    assert "| nbnet | 0.0 | 33.3 | 100.0 |" in table
 
 
 def test_summary_reports_table_ii_over_false_positives_only():

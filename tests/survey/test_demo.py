@@ -212,8 +212,8 @@ def test_pipeline_demo_builds_an_open_study_of_real_reconstructions_and_top5_mat
     import numpy as np
 
     from reconstruction.models import Embedding, FaceImage, Reconstruction
+    from reconstruction.recognizers import reconstruction_embed
     from reconstruction.services.storage import aligned_pixels_of
-    from reconstruction.study_builder import query_vectors
 
     settings.FVR_FACE_DATA = str(face_data)
     settings.VAR_DIR = tmp_path / "var"
@@ -236,27 +236,28 @@ def test_pipeline_demo_builds_an_open_study_of_real_reconstructions_and_top5_mat
         row = Reconstruction.objects.get(pk=provenance["reconstruction"]["id"])
         assert (row.method, row.recognizer, row.queries > 0) == ("eigenfaces", "mobileface", True)
         assert row.target.identity.name == match_set.target_identity
-        # The candidates are dlib's real identity-level top 5 over the gallery (source excluded).
+        # The candidates are dlib's real image-level top 5 (Metric 1's) over the gallery
+        # (source excluded), the query seen as every path sees a reconstruction.
+        assert provenance["match_sets"] == "image"
         dataset = row.target.dataset
-        query = query_vectors(
-            recognizer="dlib-resnet", pixels=aligned_pixels_of([row]), dataset=dataset
-        )[0]
+        query = reconstruction_embed("dlib-resnet", aligned_pixels_of([row]))[0]
         vectors = {
             e.image_id: np.frombuffer(bytes(e.vector), dtype="<f4")
             for e in Embedding.objects.filter(image__dataset=dataset, recognizer="dlib-resnet")
         }
-        best: dict[str, float] = {}
         gallery = FaceImage.objects.ok().filter(
             dataset=dataset, identity__split__in=["gallery", "target"]
         )
-        for image in gallery.exclude(pk=row.target_id).select_related("identity"):
-            score = float(vectors[image.pk] @ query)
-            best[image.identity.name] = max(best.get(image.identity.name, -2.0), score)
-        expected = sorted(best, key=lambda name: -best[name])[:5]
+        scored = [
+            (float(vectors[image.pk] @ query), image.identity.name)
+            for image in gallery.exclude(pk=row.target_id).select_related("identity")
+        ]
+        top = sorted(scored, key=lambda pair: -pair[0])[:5]
+        expected = [name for _, name in top]
         listed = provenance["candidates"]
         assert [c["identity"] for c in listed] == expected
-        for c in listed:
-            assert c["score"] == pytest.approx(best[c["identity"]], abs=1e-4)
+        for c, (score, _) in zip(listed, top, strict=True):
+            assert c["score"] == pytest.approx(score, abs=1e-4)
         candidates = list(match_set.candidates.all())
         assert [c.identity for c in candidates] == expected
         assert [c.is_true for c in candidates] == [n == match_set.target_identity for n in expected]

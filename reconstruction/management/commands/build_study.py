@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from reconstruction.services import study_build
-from reconstruction.study_builder import StudyBuildError
+from reconstruction.study_builder import MATCH_SET_MODES, StudyBuildError
 
 
 class Command(BaseCommand):
@@ -11,8 +11,10 @@ class Command(BaseCommand):
         "Create a draft study: for each --methods method, pick --per-method reconstructions "
         "made with --recognizer (F) of target images of --dataset (the same target identities "
         "across methods where possible, chosen by --seed), enrol the dataset's gallery and "
-        "target identities in --second (F'), and make each reconstruction's identity-level "
-        "top-5 in F' a match set (images rendered once to web size), with provenance."
+        "target identities in --second (F'), and make each reconstruction's top-5 in F' a "
+        "match set (images rendered once to web size), with provenance. By default the top-5 "
+        "is Metric 1's image-level one, as in the paper (several photos of one person may "
+        "appear); --match-sets identity takes 5 distinct identities instead."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -28,6 +30,14 @@ class Command(BaseCommand):
             help="Comma-separated FVR methods (default: all four).",
         )
         parser.add_argument("--per-method", type=int, default=8, help="Match sets per method.")
+        parser.add_argument(
+            "--participants",
+            type=int,
+            default=200,
+            metavar="N",
+            help="planned analysed participants, for the power printed after the build "
+            "(default: 200, as in the paper)",
+        )
         parser.add_argument(
             "--gallery-identities",
             type=int,
@@ -51,10 +61,20 @@ class Command(BaseCommand):
             action="store_false",
             help="Leave the source photo in the gallery (the upper-bound variant).",
         )
+        parser.add_argument(
+            "--match-sets",
+            choices=sorted(MATCH_SET_MODES),
+            default="image",
+            help="image: Metric 1's top-5 gallery images, the paper's (default); identity: "
+            "each identity's best image, 5 distinct identities. Recorded in each match set's "
+            'provenance as "match_sets".',
+        )
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: object, **options: object) -> None:
         methods = [m.strip() for m in options["methods"].split(",") if m.strip()]
+        if options["participants"] < 3:
+            raise CommandError("--participants: plan at least 3 participants.")
         try:
             summary = study_build(
                 slug=options["slug"],
@@ -68,6 +88,7 @@ class Command(BaseCommand):
                 gallery_identities=options["gallery_identities"],
                 seed=options["seed"],
                 exclude_source=options["exclude_source"],
+                match_sets=options["match_sets"],
                 progress=not options["no_progress"],
             )
         except StudyBuildError as exc:
@@ -78,7 +99,23 @@ class Command(BaseCommand):
             f"Built draft study {summary.study_slug!r}: {total} match sets ({per}); target "
             f"among the top 5 in {summary.target_present}, absent in {summary.target_absent}; "
             f"gallery {summary.gallery_identities} identities / {summary.gallery_images} "
-            f"images in {options['second']}; "
+            f"images in {options['second']}; {options['match_sets']}-level match sets; "
             + ("Latin square design" if summary.latin_square else "balanced pools")
             + f"; {summary.seconds:.1f} s"
         )
+        self._power(summary.by_method, options["participants"])
+
+    def _power(self, by_method: dict[str, int], participants: int) -> None:
+        """What the study can detect with these faces and the planned participants."""
+        from analysis.power import planning_lines  # pure statistics; no torch, no models
+
+        faces = min(by_method.values())
+        lines, bottleneck = planning_lines(
+            n_participants=participants,
+            faces_per_method=max(faces, 2),
+            questions_per_method=min(5, faces),
+        )
+        *plain, last = lines
+        for line in plain:
+            self.stdout.write(line)
+        self.stdout.write(self.style.WARNING(last) if bottleneck else last)

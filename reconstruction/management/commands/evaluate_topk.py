@@ -5,6 +5,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from reconstruction.engines import PAPER_ENGINE_K, PAPER_ENGINE_N
+from reconstruction.metric1 import PAPER_KS
 from reconstruction.models import FaceDataset, TopKRun
 
 
@@ -26,8 +28,11 @@ class Command(BaseCommand):
         "no-match over the K sweep (at --n) and the N sweep (at K = 25 or the last --k), "
         "with Table II, as CSV, Markdown and figures in --out; stored as a TopKRun. "
         "With --engine (e.g. rekognition) instead of --recognizer: one gallery draw enrolled "
-        "in a commercial engine, each query searched once, the K sweep only; --dry-run "
-        "prints the API calls and estimated cost and sends nothing."
+        "in a commercial engine, each query searched once, the K sweep only, with the "
+        "paper's defaults (N = 5000, K = 5, the engine's default threshold); every enrolled "
+        "identity may answer, other targets' identities included, unless "
+        "--drop-other-targets; --dry-run prints the API calls and estimated cost and sends "
+        "nothing."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -47,10 +52,19 @@ class Command(BaseCommand):
         )
         parser.add_argument("--method", action="append", default=None, help="Repeatable.")
         parser.add_argument("--reconstructions-of", default=None, metavar="F")
-        parser.add_argument("--k", default="5,10,15,20,25,30,35,40", help="K list (K sweep).")
-        parser.add_argument("--n", type=int, default=1000, help="N of the K sweep.")
+        parser.add_argument(
+            "--k", default=None, help="K list (K sweep). Default: 5,10,…,40 (engine: 5)."
+        )
+        parser.add_argument(
+            "--n", type=int, default=None, help="N of the K sweep. Default: 1000 (engine: 5000)."
+        )
         parser.add_argument("--ns", default="50,100,500,1000,2500,5000", help="N sweep list.")
-        parser.add_argument("--k-ref", type=int, default=25, help="K of the N sweep.")
+        parser.add_argument(
+            "--k-ref",
+            type=int,
+            default=None,
+            help="K of the N sweep and of Table II. Default: 25 (engine: 5).",
+        )
         parser.add_argument(
             "--sweep", choices=["k", "n", "both"], default=None, help="Default: both (engine: k)."
         )
@@ -64,7 +78,15 @@ class Command(BaseCommand):
             type=float,
             default=None,
             help="Cosine threshold (local; none by default) or the engine's similarity "
-            "threshold (Rekognition: 0–100, default 80).",
+            "threshold (default: the engine's own default; Rekognition: 0–100, 80).",
+        )
+        parser.add_argument(
+            "--drop-other-targets",
+            action="store_true",
+            help="Engine: drop the other queries' true identities from each answer, so each "
+            "query is ranked against exactly N identities. By default they are kept: all "
+            "targets are enrolled in one database, as in the paper, and may be returned as "
+            "false positives.",
         )
         parser.add_argument("--by", choices=["image", "identity"], default="image")
         parser.add_argument("--no-baselines", action="store_true")
@@ -101,7 +123,7 @@ class Command(BaseCommand):
     def _local(self, options: dict) -> None:
         from reconstruction.services import topk_evaluate
 
-        for engine_only in ("collection", "region", "dry_run"):
+        for engine_only in ("collection", "region", "dry_run", "drop_other_targets"):
             if options[engine_only]:
                 raise CommandError(f"--{engine_only.replace('_', '-')} needs --engine.")
         trials = 10 if options["trials"] is None else options["trials"]
@@ -114,10 +136,10 @@ class Command(BaseCommand):
             out_dir=out,
             methods=options["method"],
             reconstructions_of=options["reconstructions_of"],
-            ks=_ints(options["k"]),
+            ks=PAPER_KS if options["k"] is None else _ints(options["k"]),
             ns=_ints(options["ns"]),
-            k=options["k_ref"],
-            n=options["n"],
+            k=25 if options["k_ref"] is None else options["k_ref"],
+            n=1000 if options["n"] is None else options["n"],
             sweep=options["sweep"] or "both",
             trials=trials,
             seed=options["seed"],
@@ -145,8 +167,10 @@ class Command(BaseCommand):
             )
         if options["by"] != "image":
             raise CommandError("--by identity: a commercial engine ranks faces (images) only.")
-        if options["n"] < 1:
+        n = PAPER_ENGINE_N if options["n"] is None else options["n"]
+        if n < 1:
             raise CommandError("--n must be at least 1.")
+        ks = (PAPER_ENGINE_K,) if options["k"] is None else _ints(options["k"])
         common = {
             "dataset": options["dataset"],
             "engine": engine,
@@ -154,10 +178,11 @@ class Command(BaseCommand):
             "region": options["region"],
             "methods": options["method"],
             "reconstructions_of": options["reconstructions_of"],
-            "ks": _ints(options["k"]),
-            "n": options["n"],
+            "ks": ks,
+            "n": n,
             "seed": options["seed"],
             "baselines": not options["no_baselines"],
+            "drop_other_targets": options["drop_other_targets"],
         }
         if options["dry_run"]:
             plan = topk_engine_plan(**common)
@@ -165,13 +190,12 @@ class Command(BaseCommand):
             self.stdout.write(plan.describe())
             return
         out = options["out"] or Path(settings.VAR_DIR) / "metric1" / engine
-        threshold = 80.0 if options["threshold"] is None else options["threshold"]
         run = topk_evaluate_engine(
             **common,
             out_dir=out,
-            k=options["k_ref"],
+            k=PAPER_ENGINE_K if options["k_ref"] is None else options["k_ref"],
             include_source=options["include_source"],
-            threshold=threshold,
+            threshold=options["threshold"],  # None: the engine's own default
         )
         self.stdout.write(
             "N sweep not run for a commercial engine (one collection per gallery draw)."

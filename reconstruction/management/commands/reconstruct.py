@@ -15,7 +15,8 @@ class Command(BaseCommand):
         "--recognizer with --method; targets already reconstructed with the same method, F, "
         "config and seed are skipped. Long runs checkpoint and resume. Eigenfaces runs with "
         "an eigenbasis (train_eigenbasis); nbnet, naive and vec2face with weights trained on "
-        "--recognizer's vectors (train_reconstructor), whose training config is recorded."
+        "--recognizer's vectors (train_reconstructor), whose training config is recorded, "
+        "with the network whose gradients trained them and whether that was F (white-box)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

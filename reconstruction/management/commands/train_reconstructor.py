@@ -15,11 +15,15 @@ class Command(BaseCommand):
         "faces of a dataset split (default: train) back to the faces, and store the weights "
         "as a ReconstructorArtifact with their provenance (dataset, split, faces, F and its "
         "weights SHA-256, config, seed, file SHA-256). A run already finished is not repeated; "
-        "an interrupted or --max-steps-limited run resumes from --checkpoint-dir."
+        "an interrupted or --max-steps-limited run resumes from --checkpoint-dir. The paper's "
+        "attacker has only black-box access to F, so NBNet's perceptual and Vec2Face's "
+        "identity loss use a network other than F (--feature-network) unless "
+        "--allow-white-box."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         from reconstruction.methods import PARAMETRIC
+        from reconstruction.methods.nbnet import PERCEPTUAL_MODES
         from reconstruction.recognizers import RECOGNIZERS
 
         parser.add_argument("--method", required=True, choices=sorted(PARAMETRIC))
@@ -55,6 +59,37 @@ class Command(BaseCommand):
             default=Path(settings.VAR_DIR) / "checkpoints",
             help="Where unfinished runs keep their state (resumed on the next call).",
         )
+        parser.add_argument(
+            "--perceptual-mode",
+            choices=PERCEPTUAL_MODES,
+            default=None,
+            help="nbnet: the perceptual phase's loss — replace (default; the original code: "
+            "perceptual loss instead of L1) or added (the paper's text: L1 + perceptual). "
+            "Either way the phase starts a fresh Adam at lr 2e-4, as the original does.",
+        )
+        parser.add_argument(
+            "--feature-network",
+            default=None,
+            metavar="NAME",
+            help="The network whose gradients train nbnet's perceptual loss or vec2face's "
+            "identity loss: a recognizer other than F (nbnet's default: mobileface, or faceres "
+            "when F is mobileface), or 'student' for vec2face (its default: a student trained "
+            "on F's vectors of the training faces).",
+        )
+        parser.add_argument(
+            "--vgg19-weights",
+            type=Path,
+            default=None,
+            metavar="PATH",
+            help="nbnet: a torchvision-style VGG-19 state dict for the original relu3_2 "
+            "perceptual loss (instead of a recognizer).",
+        )
+        parser.add_argument(
+            "--allow-white-box",
+            action="store_true",
+            help="Permit F itself as the feature network (white-box access to F, which the "
+            "paper's threat model excludes); recorded in the artifact.",
+        )
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: object, **options: object) -> None:
@@ -75,6 +110,10 @@ class Command(BaseCommand):
                 device=options["device"],
                 checkpoint_dir=options["checkpoint_dir"],
                 progress=not options["no_progress"] and options["verbosity"] > 0,
+                perceptual_mode=options["perceptual_mode"],
+                feature_network=options["feature_network"],
+                vgg19_weights=options["vgg19_weights"],
+                allow_white_box=options["allow_white_box"],
             )
         except FaceDataset.DoesNotExist as exc:
             raise CommandError(f"No dataset {options['dataset']!r}: run import_faces.") from exc
@@ -94,9 +133,20 @@ class Command(BaseCommand):
             f"{artifact.dataset.name}/{artifact.split}, F {artifact.recognizer}, "
             f"{artifact.metrics.get('steps')} steps, seed {artifact.seed}, "
             f"device {artifact.device}, sha256 {artifact.sha256[:16]}…, {artifact.file.name}"
+            + _feature_network_note(artifact.metrics)
             + (
                 f"; vectors: {summary.vectors_stored} stored, {summary.vectors_computed} computed"
                 if summary.created
                 else ""
             )
         )
+
+
+def _feature_network_note(metrics: dict) -> str:
+    """``; feature network X`` (and a white-box warning) for an artifact that has one."""
+    network = metrics.get("feature_network")
+    if not network or network == "none":
+        return ""
+    return f"; feature network {network}" + (
+        " (F itself: white-box, allowed by --allow-white-box)" if metrics.get("white_box") else ""
+    )
