@@ -54,7 +54,7 @@ def pairwise_contrasts(fit: GeeFit, level: float = 0.95) -> pd.DataFrame:
         grad_pp[a] = prob[a] * (1 - prob[a])
         grad_pp[b] = -prob[b] * (1 - prob[b])
         diff = float(prob[a] - prob[b])
-        se_diff = float(np.sqrt(grad_pp @ fit.cov @ grad_pp))
+        se_diff = float(np.sqrt(max(float(grad_pp @ fit.cov @ grad_pp), 0.0)))
         z = log_or / se_log_or
         rows.append(
             {

@@ -1,32 +1,23 @@
-"""REST API v1: the participant's answers, and staff-only exports. One APIView per operation."""
+"""REST API v1: the participant's position, and staff-only exports. One APIView per operation.
 
-from typing import IO
+Answers have one way in, the question page's form (survey.views.answer), which answers the
+page's script in JSON; there is no second answer endpoint here."""
 
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import permissions, status
-from rest_framework.authentication import CSRFCheck
-from rest_framework.exceptions import APIException, NotAuthenticated, ParseError, PermissionDenied
-from rest_framework.parsers import JSONParser
+from rest_framework import permissions
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
-from survey import services
 from survey.browser import browser_participant
 from survey.dataprotection import actor_of, exports_audit
 from survey.exports import csv_lines, responses_long
 from survey.flow import step_url
 from survey.models import Assignment, Participant, Study
-from survey.serializers import (
-    AnswerInputSerializer,
-    AnswerOutputSerializer,
-    LongRowSerializer,
-    ParticipantStateSerializer,
-)
+from survey.serializers import LongRowSerializer, ParticipantStateSerializer
 
 # Django's slug converter: any other value never reaches a view (the URL does not resolve).
 SLUG = OpenApiParameter(
@@ -39,12 +30,6 @@ NOT_EXPORTER = OpenApiResponse(
 )
 
 
-class FlowRefused(APIException):
-    def __init__(self, error: services.FlowError) -> None:
-        super().__init__(detail={"detail": error.message, "code": error.reason})
-        self.status_code = error.status
-
-
 class IsStudyParticipant(permissions.BasePermission):
     """The request's browser is a participant of the study in the URL (survey.browser)."""
 
@@ -55,18 +40,7 @@ class IsStudyParticipant(permissions.BasePermission):
         if view.participant is None:
             get_object_or_404(Study, slug=view.kwargs["slug"])  # an unknown study: 404, not 403
             raise NotAuthenticated(self.message)
-        if request.method not in permissions.SAFE_METHODS:
-            enforce_csrf(request)
         return True
-
-
-def enforce_csrf(request: Request) -> None:
-    """Participants are cookie-bound but not Django users: check CSRF as for users."""
-    check = CSRFCheck(lambda _request: None)
-    check.process_request(request._request)
-    reason = check.process_view(request._request, None, (), {})
-    if reason:
-        raise PermissionDenied(f"CSRF failed: {reason}. Reload the page and try again.")
 
 
 class ParticipantStateApi(APIView):
@@ -95,72 +69,6 @@ class ParticipantStateApi(APIView):
             "next_url": step_url(p),
         }
         return ApiResponse(ParticipantStateSerializer(data).data)
-
-
-class AnswerJsonParser(JSONParser):
-    """DRF's JSON parser; a body nested too deep for Python's decoder is a 400, not a 500."""
-
-    def parse(
-        self, stream: IO[bytes], media_type: str | None = None, parser_context: dict | None = None
-    ) -> object:
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError as error:
-            raise ParseError("JSON parse error - the body is nested too deeply.") from error
-
-
-class AnswerCreateApi(APIView):
-    permission_classes = [IsStudyParticipant]
-    parser_classes = [AnswerJsonParser]
-
-    @extend_schema(
-        parameters=[SLUG],
-        request=AnswerInputSerializer,
-        responses={
-            201: AnswerOutputSerializer,
-            200: OpenApiResponse(AnswerOutputSerializer, "Already answered: first answer kept"),
-            400: OpenApiResponse(description="Invalid answer"),
-            403: OpenApiResponse(
-                description="Not signed in as a participant, CSRF failed, or not their question"
-            ),
-            404: NO_STUDY,
-            409: OpenApiResponse(description="Not the current question, or finished"),
-            413: OpenApiResponse(description="Body over DATA_UPLOAD_MAX_MEMORY_SIZE"),
-        },
-        summary="Answer the current question",
-    )
-    def post(self, request: Request, slug: str) -> ApiResponse:
-        try:
-            body = request.data
-        except RequestDataTooBig as error:
-            # DRF lets Django's refusal through, which would answer with an HTML page.
-            refused = services.BodyTooLarge(
-                f"The request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; an "
-                "answer takes a few hundred. Reload the page and answer again."
-            )
-            p = self.participant
-            services.refusal_log(error=refused, study=p.study, participant=p)
-            raise FlowRefused(refused) from error
-        serializer = AnswerInputSerializer(data=body)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        try:
-            result = services.response_record(
-                participant=self.participant,
-                question=str(data["question"]),
-                selected_photos=data["selected_photos"],
-                none_selected=data["none_of_these"],
-                confidence=data["confidence"],
-            )
-        except services.FlowError as error:
-            raise FlowRefused(error) from error
-        out = {
-            "status": "recorded" if result.created else "already_recorded",
-            "question": data["question"],
-            "next_url": step_url(result.participant),
-        }
-        code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
-        return ApiResponse(AnswerOutputSerializer(out).data, status=code)
 
 
 class CanExportResponses(permissions.BasePermission):

@@ -28,7 +28,6 @@ urlpatterns = [
         name="api-docs",
     ),
     path("studies/<slug:slug>/state/", api.ParticipantStateApi.as_view(), name="api-state"),
-    path("studies/<slug:slug>/answers/", api.AnswerCreateApi.as_view(), name="api-answer"),
     path(
         "studies/<slug:slug>/responses/",
         api.ResponseExportApi.as_view(),

@@ -158,9 +158,9 @@ def client_key(ip: str) -> str:
     return hmac.new(key, f"client-ip:{ip}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def rate_hit(*, scope: str, client: str, rate: Rate, now: float | None = None) -> tuple[int, int]:
-    """Count one request of `client` in the current window; return (hits so far, window end)."""
-    now = time.time() if now is None else now
+def rate_hit(*, scope: str, client: str, rate: Rate, now: float) -> tuple[int, int]:
+    """Count one request of `client` in the window holding `now` (a Unix time); return (hits
+    so far, window end)."""
     window_start = int(now // rate.seconds) * rate.seconds
     table = connection.ops.quote_name(RateCounter._meta.db_table)
     # Only the model's own (quoted) table name is interpolated; every value is a parameter.
@@ -178,12 +178,12 @@ def rate_hit(*, scope: str, client: str, rate: Rate, now: float | None = None) -
     return hits, window_start + rate.seconds
 
 
-def entry_rate_check(*, request: HttpRequest, study: Study, now: float | None = None) -> None:
+def entry_rate_check(*, request: HttpRequest, study: Study) -> None:
     """Count an entry request; raise RateLimited when its client is over FVR_ENTRY_RATE."""
     rate = rate_parse(settings.FVR_ENTRY_RATE)
     if rate is None:
         return
-    now = time.time() if now is None else now
+    now = time.time()
     client = client_key(client_ip(request))
     hits, window_end = rate_hit(scope=ENTRY_SCOPE, client=client, rate=rate, now=now)
     if hits <= rate.limit:

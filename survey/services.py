@@ -88,11 +88,6 @@ class InvalidAnswer(FlowError):
     reason = "invalid_answer"
 
 
-class BodyTooLarge(FlowError):
-    status = 413
-    reason = "body_too_large"
-
-
 class TimedOut(FlowError):
     """The participant's time (the study's maximum minutes since entry) has run out."""
 
@@ -515,22 +510,38 @@ def assignment_served(*, assignment: Assignment, now: datetime | None = None) ->
             )
 
 
+# What an answer is told when it breaks a rule of `answer_validate`: the one copy of these texts
+# (survey.forms and the question page's script show them too).
+CONFIDENCE_MISSING = "Please rate how confident you are."
+CONFIDENCE_INVALID = "Confidence must be a whole number from 1 to 5."
+PHOTO_REPEATED = "Each photo can be selected only once."
+PHOTOS_AND_NONE = "Choose either photos or 'none of these', not both."
+NOTHING_SELECTED = "Select at least one photo, or 'none of these'."
+
+
+def photos_invalid(k: int) -> str:
+    """The refusal of a photo number that is not one of the K shown."""
+    return f"Selected photos must be numbered 1 to {k}."
+
+
 def answer_validate(
     *, k: int, selected_photos: list[int], none_selected: bool, confidence: int
 ) -> list[int]:
-    """Check one answer's shape; return the selected photo numbers (1..K as shown) sorted."""
+    """Check one answer's rules; return the selected photo numbers (1..K as shown) sorted.
+
+    The one place the rules live: the answer form (survey.forms) calls it too."""
     if not isinstance(confidence, int) or isinstance(confidence, bool) or not 1 <= confidence <= 5:
-        raise InvalidAnswer("Confidence must be a whole number from 1 to 5.")
+        raise InvalidAnswer(CONFIDENCE_INVALID)
     photos = sorted(set(selected_photos))
     if len(photos) != len(selected_photos):
-        raise InvalidAnswer("Each photo can be selected only once.")
+        raise InvalidAnswer(PHOTO_REPEATED)
     for photo in photos:
         if not isinstance(photo, int) or isinstance(photo, bool) or not 1 <= photo <= k:
-            raise InvalidAnswer(f"Selected photos must be numbered 1 to {k}.")
+            raise InvalidAnswer(photos_invalid(k))
     if none_selected and photos:
-        raise InvalidAnswer("Choose either photos or 'none of these', not both.")
+        raise InvalidAnswer(PHOTOS_AND_NONE)
     if not none_selected and not photos:
-        raise InvalidAnswer("Select at least one photo, or 'none of these'.")
+        raise InvalidAnswer(NOTHING_SELECTED)
     return photos
 
 

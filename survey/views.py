@@ -338,15 +338,16 @@ def moved_on(request: HttpRequest, participant: Participant, notice: str = "") -
 
 
 def refusal_response(request: HttpRequest, error: services.FlowError, study: Study) -> HttpResponse:
-    """A refusal: JSON for the page's script, a page otherwise."""
+    """The one mapping of a refused participant action to HTTP: the error's status, with
+    ``{"error": message, "code": reason}`` for the page's script, a page otherwise."""
     if wants_json(request):
-        return JsonResponse({"error": error.message}, status=error.status)
+        return JsonResponse({"error": error.message, "code": error.reason}, status=error.status)
     return error_page(request, error, study=study)
 
 
 @participant_page(Step.QUESTIONS)
 def question(request: HttpRequest, participant: Participant, position: int) -> HttpResponse:
-    """One question per page; only the current one can be answered, and only once."""
+    """One question per page (GET) and the one way to answer it (POST, see `answer`)."""
     if position != participant.current_position:
         if request.method == "POST":
             log_stale_post(participant, f"an answer to question {position} was submitted")
@@ -354,31 +355,55 @@ def question(request: HttpRequest, participant: Participant, position: int) -> H
         if position < participant.current_position:
             notice = f"You have already answered question {position}; your first answer is kept."
         return moved_on(request, participant, notice)
-    form = AnswerForm(request.POST or None, k=participant.study.k)
-    if request.method == "POST" and form.is_valid():
-        # The answer names its question by token; the service checks it is this one.
-        try:
-            result = services.response_record(
-                participant=participant,
-                question=str(form.cleaned_data["question"]),
-                selected_photos=form.cleaned_data["selected"],
-                none_selected=form.cleaned_data["none_of_these"],
-                confidence=form.cleaned_data["confidence"],
-            )
-        except services.FlowError as error:
-            return refusal_response(request, error, participant.study)
-        return moved_on(request, result.participant)
-    if request.method == "POST" and wants_json(request):
-        problems = "; ".join(str(e) for errors in form.errors.values() for e in errors)
-        error = services.InvalidAnswer(f"The answer was not complete: {problems}")
-        return refusal_response(request, error, participant.study)
-    assignment, following = _question_pair(participant, position)
     if request.method == "POST":
-        status = 400  # the form is shown again with its errors
-    else:
-        services.assignment_served(assignment=assignment)
-        form = AnswerForm(initial={"question": assignment.token}, k=participant.study.k)
-        status = 200
+        return answer(request, participant)
+    assignment, following = _question_pair(participant, position)
+    services.assignment_served(assignment=assignment)
+    form = AnswerForm(initial={"question": assignment.token}, k=participant.study.k)
+    return question_page(request, participant, form, assignment, following)
+
+
+def answer(request: HttpRequest, participant: Participant) -> HttpResponse:
+    """The answer endpoint: POST the question page's form (photo numbers, not ranks).
+
+    By ``Accept``: a plain form post gets a redirect to where the participant is now (or the
+    page again with the form's errors, 400); the page's script (``Accept: application/json``)
+    gets ``{"next", "question", "notice"}``, the next question included. Refusals of either go
+    through `refusal_response`. Stored once: a repeat is acknowledged as the first was."""
+    study = participant.study
+    # An oversized or malformed body never gets here: Django answers it (templates/400.html).
+    form = AnswerForm(request.POST, k=study.k)
+    if not form.is_valid():
+        if wants_json(request):
+            problems = "; ".join(str(e) for errors in form.errors.values() for e in errors)
+            error = services.InvalidAnswer(f"The answer was not complete: {problems}")
+            return refusal_response(request, error, study)
+        assignment, following = _question_pair(participant, participant.current_position)
+        return question_page(request, participant, form, assignment, following, status=400)
+    # The answer names its question by token; the service checks it is this one.
+    try:
+        result = services.response_record(
+            participant=participant,
+            question=str(form.cleaned_data["question"]),
+            selected_photos=form.cleaned_data["selected"],
+            none_selected=form.cleaned_data["none_of_these"],
+            confidence=form.cleaned_data["confidence"],
+        )
+    except services.FlowError as error:
+        return refusal_response(request, error, study)
+    return moved_on(request, result.participant)
+
+
+def question_page(
+    request: HttpRequest,
+    participant: Participant,
+    form: AnswerForm,
+    assignment: Assignment,
+    following: Assignment | None,
+    *,
+    status: int = 200,
+) -> HttpResponse:
+    """The question's page, with the form's values and errors when it was posted."""
     shown = question_payload(participant, assignment, following)
     selected = {str(v) for v in (form["selected"].value() or [])}
     context = page_context(
@@ -387,9 +412,13 @@ def question(request: HttpRequest, participant: Participant, position: int) -> H
         form=form,
         q=shown,
         candidates=[c | {"checked": str(c["number"]) in selected} for c in shown["candidates"]],
+        confidence_choices=[(str(value), label) for value, label in Confidence.choices],
         confidence_value=str(form["confidence"].value() or ""),
         none_checked=bool(form["none_of_these"].value()),
         preload=shown["preload"],
+        # The script's own checks say what the server would (survey.services, once).
+        nothing_selected=services.NOTHING_SELECTED,
+        confidence_missing=services.CONFIDENCE_MISSING,
     )
     return render(request, "survey/question.html", context, status=status)
 

@@ -21,30 +21,10 @@ from reconstruction.models import (
     FaceDataset,
     FaceImage,
     Identity,
-    Reconstruction,
-    ReconstructorArtifact,
-    aligned_upload_to,
-    artifact_upload_to,
-    reconstruction_upload_to,
 )
 from survey.models import image_upload_to
 from tests.factories import synthetic_jpeg
-
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
-
-
-def private_names() -> dict[str, str]:
-    """What reconstruction/ stores: an aligned dataset crop, a reconstruction, fitted weights."""
-    dataset = FaceDataset(name="lfw")
-    return {
-        "crop": aligned_upload_to(FaceImage(dataset=dataset), "Ann_Doe_0001-0a1b2c3d4e5f-112.png"),
-        "reconstruction": reconstruction_upload_to(
-            Reconstruction(method="eigenfaces", recognizer="mobileface"), "target-1.png"
-        ),
-        "weights": artifact_upload_to(
-            ReconstructorArtifact(method="nbnet", kind="weights", sha256="ab" * 32), "nbnet.pt"
-        ),
-    }
+from tests.media_helpers import PNG, private_names
 
 
 @pytest.fixture

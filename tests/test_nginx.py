@@ -17,8 +17,9 @@ from django.urls import reverse
 from benchmarks.load.server import Nginx, free_port
 from survey.models import RateCounter
 from tests.factories import StudyFactory
-from tests.survey.test_rate_limit import arrival, deploy_environment
-from tests.test_media import PNG, private_names
+from tests.media_helpers import PNG, private_names
+from tests.settings_helpers import deploy_environment
+from tests.survey.http_helpers import arrival
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 

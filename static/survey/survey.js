@@ -49,8 +49,9 @@
   function checkAnswer(form) {
     var picked = form.querySelectorAll("input[name=selected]:checked").length;
     var none = form.querySelector("input[name=none_of_these]").checked;
-    if (!picked && !none) { return "Select at least one photo, or “None of these”."; }
-    if (!form.querySelector("input[name=confidence]:checked")) { return "Please rate how confident you are."; }
+    // The server's own words (survey.services), written into the form by its template.
+    if (!picked && !none) { return form.dataset.nothingSelected; }
+    if (!form.querySelector("input[name=confidence]:checked")) { return form.dataset.confidenceMissing; }
     return "";
   }
 

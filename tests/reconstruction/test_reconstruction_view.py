@@ -100,7 +100,7 @@ def test_one_reconstruction_gets_one_dlib_vector_through_every_path(face_data, t
     from reconstruction.services.topk import _reconstruction_vectors
     from survey.bots import EmbeddingCache, Observer, ObserverParams, reconstruction_query_paths
     from survey.models import MatchSet
-    from tests.reconstruction.test_build_study import DATASET, tiny_reconstructed_dataset
+    from tests.reconstruction.helpers import DATASET, tiny_reconstructed_dataset
 
     rows = tiny_reconstructed_dataset(face_data, tmp_path)
     dataset_embed(dataset=DATASET, recognizer="dlib-resnet", progress=False)

@@ -1,4 +1,5 @@
-"""Browser fixtures: a plain-HTTP live server, one Chromium per module, a context per test.
+"""Survey test fixtures: synthetic face folders; and for the browser tests a plain-HTTP live
+server, one Chromium per module, a context per test.
 
 Chromium is Debian's (/usr/bin/chromium, or FVR_CHROMIUM); Playwright never downloads one.
 Nothing leaves the machine: Prolific's completion URL is answered by a local stub and any
@@ -7,6 +8,7 @@ other non-local request is aborted.
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -16,6 +18,7 @@ from pytest_django.live_server_helper import LiveServer
 
 from survey import prolific
 from tests.conftest import CHROMIUM
+from tests.factories import synthetic_jpeg
 from tests.survey.prolific_replay import TOKEN
 
 CHROMIUM_ARGS = [
@@ -142,3 +145,17 @@ def replay(monkeypatch, settings):
 
     monkeypatch.setattr(prolific.ProlificClient, "session_factory", staticmethod(session))
     return holder
+
+
+@pytest.fixture
+def synthetic_faces(tmp_path: Path) -> Path:
+    """An identity-per-folder tree of synthetic JPEGs (no real photos needed)."""
+    root = tmp_path / "faces"
+    for i in range(14):
+        folder = root / f"Person_{i:02d}"
+        folder.mkdir(parents=True)
+        for j in range(2 + i % 2):
+            (folder / f"Person_{i:02d}_{j + 1:04d}.jpg").write_bytes(
+                synthetic_jpeg(100 * i + j, size=24).read()
+            )
+    return root

@@ -1,7 +1,10 @@
 """Drive participants through the flow with the services (no HTTP)."""
 
 import random
+from io import StringIO
+from pathlib import Path
 
+from django.core.management import call_command
 from django.http import HttpRequest
 from django.test import Client
 
@@ -68,3 +71,10 @@ def browser_participant_id(client: Client, study: Study) -> int | None:
     request = HttpRequest()
     request.COOKIES = {name: morsel.value for name, morsel in client.cookies.items()}
     return browser_participants(request).get(study.slug)
+
+
+def simulate(slug: str, out: Path, **options: object) -> str:
+    """Run `simulate_participants` on the study; return what it printed."""
+    stdout = StringIO()
+    call_command("simulate_participants", slug, out=str(out), stdout=stdout, **options)
+    return stdout.getvalue()

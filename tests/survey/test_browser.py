@@ -9,7 +9,13 @@ from django.db.models import Count
 
 from survey import services
 from survey.models import Assignment, Candidate, Confidence, PageVisit, Participant, Response
-from tests.factories import STUDY_ID, id_for, study_with_match_sets
+from tests.factories import STUDY_ID, study_with_match_sets
+from tests.survey.browser_helpers import (
+    arrive,
+    fast_forward_to_questions,
+    fill_answer,
+    images_loaded,
+)
 from tests.survey.helpers import answer_current, current
 
 pytestmark = pytest.mark.browser
@@ -17,31 +23,6 @@ pytestmark = pytest.mark.browser
 PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete"
 SCREENSHOT_DIR = Path("/tmp/fvr-browser-screenshots")
 QUESTION_URL = re.compile(r"/question/(\d+)/$")
-
-
-def arrive(page, study, pid: str) -> Participant:
-    """Open the study from a Prolific link, as Prolific sends participants (``pid`` names a
-    Prolific-format ID, see tests.factories.id_for)."""
-    session = id_for(study, f"SESSION{pid}")
-    pid = id_for(study, pid)
-    page.goto(
-        f"/s/{study.slug}/?PROLIFIC_PID={pid}&STUDY_ID={study.prolific_study_id or STUDY_ID}"
-        f"&SESSION_ID={session}"
-    )
-    assert "PROLIFIC_PID" not in page.url
-    assert pid not in page.url
-    return Participant.objects.get(study=study, prolific_pid=pid)
-
-
-def fast_forward_to_questions(page, study, participant: Participant) -> None:
-    """Consent, demographics and instructions through the services; then resume in the page."""
-    services.participant_consent(participant=participant, consent=True)
-    services.participant_demographics_save(
-        participant=participant, gender="undisclosed", age_group="undisclosed"
-    )
-    services.participant_start_questions(participant=participant)
-    page.goto(f"/s/{study.slug}/")  # no Prolific parameters: resumes from the session
-    assert page.url.endswith("/question/1/")
 
 
 def question_number(page) -> int:
@@ -59,12 +40,6 @@ def attention_instruction(page) -> tuple[int, str] | None:
     match = re.search(r"select photo (\d+) only and answer “(.+?)”", text)
     assert match, f"unreadable attention instruction: {text!r}"
     return int(match.group(1)), match.group(2)
-
-
-def fill_answer(page, *, photos: list[int], confidence: str) -> None:
-    for rank in photos:
-        page.get_by_role("checkbox", name=f"Photo {rank}", exact=True).check()
-    page.get_by_role("radio", name=confidence, exact=True).check()
 
 
 def answer_by_mouse(page, *, photos: list[int], confidence: str) -> int:
@@ -114,11 +89,6 @@ def answer_by_keyboard(page) -> int:
     page.keyboard.press("Enter")
     page.wait_for_url(lambda url: not url.endswith(f"/question/{number}/"))
     return number
-
-
-def images_loaded(page) -> list[int]:
-    """naturalWidth of every image on the page (0 = failed to load)."""
-    return page.eval_on_selector_all("img", "els => els.map(e => e.complete ? e.naturalWidth : 0)")
 
 
 def assert_images_reveal_nothing(page, study) -> None:

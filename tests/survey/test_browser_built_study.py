@@ -11,8 +11,8 @@ from django.urls import reverse
 
 from survey import services
 from survey.models import MatchSet, Study
-from tests.reconstruction.test_build_study import tiny_reconstructed_dataset
-from tests.survey.test_browser import arrive, fast_forward_to_questions, images_loaded
+from tests.reconstruction.helpers import tiny_reconstructed_dataset
+from tests.survey.browser_helpers import arrive, fast_forward_to_questions, images_loaded
 
 pytestmark = [pytest.mark.browser, pytest.mark.facedata, pytest.mark.slow]
 

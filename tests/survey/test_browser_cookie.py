@@ -11,9 +11,9 @@ from django.test.utils import CaptureQueriesContext
 from survey import browser
 from survey.models import Participant
 from tests.factories import prolific_id, study_with_match_sets
+from tests.settings_helpers import shipped_keys
 from tests.survey.helpers import browser_participant_id
-from tests.survey.test_views import PARAMS, answer_payload, at_questions, url
-from tests.test_settings import shipped_keys
+from tests.survey.http_helpers import PARAMS, answer_payload, at_questions, url
 
 pytestmark = pytest.mark.django_db
 

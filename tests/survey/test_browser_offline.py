@@ -7,7 +7,7 @@ import pytest
 
 from survey.models import Assignment, Participant, RefusedRequest, Response
 from tests.factories import study_with_match_sets
-from tests.survey.test_browser import arrive, fast_forward_to_questions, fill_answer
+from tests.survey.browser_helpers import arrive, fast_forward_to_questions, fill_answer
 
 pytestmark = pytest.mark.browser
 

@@ -106,21 +106,18 @@ def test_20_threads_posting_the_same_answer_leave_one_response():
     participant = Participant.objects.get(prolific_pid=prolific_id(pid))
     question = Assignment.objects.get(participant=participant, position=1)
     cookie = client.cookies[browser.COOKIE].value
-    url = reverse("api-answer", kwargs={"slug": study.slug})
-    body = {
-        "question": str(question.token),
-        "selected_photos": [2],
-        "none_of_these": False,
-        "confidence": 4,
-    }
+    url = reverse("survey:question", kwargs={"slug": study.slug, "position": 1})
+    body = {"question": str(question.token), "selected": ["2"], "confidence": "4"}
 
-    def post(_i: int) -> int:
+    def post(_i: int) -> tuple[int, int]:
         c = Client()
         c.cookies[browser.COOKIE] = cookie
-        return c.post(url, body, content_type="application/json").status_code
+        reply = c.post(url, body, HTTP_ACCEPT="application/json")
+        return reply.status_code, reply.json()["question"]["number"]
 
-    codes = run_at_once(20, post)
-    assert Counter(codes) == {201: 1, 200: 19}
+    replies = run_at_once(20, post)
+    # Every copy is acknowledged and sent on to question 2; one answer is stored.
+    assert Counter(replies) == {(200, 2): 20}
     assert Response.objects.filter(participant=participant).count() == 1
     participant.refresh_from_db()
     assert participant.current_position == 2

@@ -5,7 +5,7 @@ import pytest
 
 from survey.matchsets import matchsets_import
 from survey.models import MatchSet
-from tests.survey.test_import_matchsets import manifest_folder, write
+from tests.survey.matchset_helpers import manifest_folder, write
 
 pytestmark = pytest.mark.django_db
 

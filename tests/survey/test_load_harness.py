@@ -58,7 +58,7 @@ def harness_run(tmp_path: Path, *options: str) -> tuple[dict, float]:
 
 
 def test_tiny_load_run_keeps_every_answer_and_balances_arrivals(tmp_path: Path) -> None:
-    summary, elapsed = harness_run(
+    summary, _ = harness_run(
         tmp_path, "--burst=20", "--minutes=0.35", f"--database-url={harness_database_url()}"
     )
     assert summary["broken"] == []
@@ -82,7 +82,7 @@ def test_tiny_load_run_keeps_every_answer_and_balances_arrivals(tmp_path: Path) 
     assert figures["completion codes issued"] == figures["participants with every answer"] > 0
     assert figures["participants"] >= 20 + 10
     assert summary["images_served_by"] == "config.wsgi.MediaFiles"
-    assert elapsed < 90, f"the tiny run took {elapsed:.0f} s"
+    # Its time is not asserted: timings are the benchmark's (benchmarks/load/run.py) to print.
 
 
 def test_faults_during_a_run_lose_nothing(tmp_path: Path) -> None:

@@ -20,10 +20,9 @@ from survey.models import Participant, RefusedRequest, Response, Study
 from survey.ratelimit import client_key
 from survey.services import PROLIFIC_ID_RE, REENTRY_SAME_BROWSER, REENTRY_SAME_NETWORK
 from tests.factories import STUDY_ID, StudyFactory, prolific_id, study_with_match_sets
-from tests.survey.helpers import answer_current, at_questions, entered
-from tests.survey.test_simulate_participants import simulate, synthetic_faces  # noqa: F401
-from tests.survey.test_views import JSON, answer_payload, url
-from tests.survey.test_views import at_questions as http_at_questions
+from tests.survey.helpers import answer_current, at_questions, entered, simulate
+from tests.survey.http_helpers import JSON, answer_payload, url
+from tests.survey.http_helpers import at_questions as http_at_questions
 
 pytestmark = pytest.mark.django_db
 
@@ -131,7 +130,7 @@ def test_accept_any_ids_is_off_by_default_and_says_what_it_is_for():
 
 @pytest.mark.django_db(transaction=True)
 def test_bots_pass_the_real_id_check_and_demo_studies_accept_any_ids(
-    synthetic_faces,  # noqa: F811 (the fixture, imported above)
+    synthetic_faces,
     tmp_path,
 ):
     study = demo_study_create(faces_root=synthetic_faces, slug="pilot", per_method=5, seed=3)

@@ -23,22 +23,15 @@ from survey.ratelimit import (
     rate_hit,
     rate_parse,
 )
-from tests.factories import STUDY_ID, StudyFactory, prolific_id
-from tests.test_settings import KEY_VARIABLES, load_settings, random_key
+from tests.factories import StudyFactory
+from tests.settings_helpers import KEY_VARIABLES, deploy_environment, load_settings, random_key
+from tests.survey.http_helpers import arrival
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def entry_url(study: Study) -> str:
     return reverse("survey:entry", kwargs={"slug": study.slug})
-
-
-def arrival(n: int) -> dict[str, str]:
-    return {
-        "PROLIFIC_PID": prolific_id(f"PIDRATE{n:05d}"),
-        "STUDY_ID": STUDY_ID,
-        "SESSION_ID": prolific_id(f"S{n:07d}"),
-    }
 
 
 @pytest.mark.parametrize(
@@ -135,12 +128,6 @@ def test_behind_a_trusted_proxy_each_forwarded_client_is_counted_apart(settings)
     assert via_proxy("198.51.100.1", 2) == 429
     # What the client itself wrote (left of the address our proxy saw) is not believed.
     assert via_proxy("192.0.2.44, 198.51.100.1", 3) == 429
-
-
-def deploy_environment() -> dict[str, str]:
-    """deploy/fvr-study.env's NAME=value lines (gunicorn's environment behind nginx)."""
-    lines = (ROOT / "deploy" / "fvr-study.env").read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
 @pytest.mark.django_db

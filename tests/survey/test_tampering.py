@@ -2,12 +2,11 @@
 
 Answers out of order, for someone else, after completion or changed; hostile Prolific
 parameters; path traversal and guessed image names; admin and exports without a login;
-oversized, non-UTF-8 and malformed bodies on the participant forms and the JSON API.
+oversized, non-UTF-8 and malformed bodies on the participant forms (the answer form included).
 (test_views.py and test_api.py cover the basic refusals; this file adds what they do not.)
 """
 
 import importlib
-import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -35,8 +34,16 @@ from survey.models import (
 )
 from tests.factories import STUDY_ID, prolific_id, study_with_match_sets
 from tests.survey import helpers
-from tests.survey.test_openapi_fuzz import in_test_transaction
-from tests.survey.test_views import PARAMS, answer_payload, at_questions, url
+from tests.survey.http_helpers import (
+    JSON,
+    PARAMS,
+    answer_fields,
+    answer_payload,
+    at_questions,
+    in_test_transaction,
+    script_answer,
+    url,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -77,28 +84,6 @@ def refusals(reason: str) -> list[str]:
     return list(RefusedRequest.objects.filter(reason=reason).values_list("detail", flat=True))
 
 
-def api_answer(client: Client, study, body: dict | bytes, **extra):
-    data = body if isinstance(body, bytes) else json.dumps(body)
-    return client.generic(
-        "POST",
-        reverse("api-answer", kwargs={"slug": study.slug}),
-        data,
-        content_type=extra.pop("content_type", "application/json"),
-        **extra,
-    )
-
-
-def api_body(assignment: Assignment, ranks: list[int], confidence: int = 3) -> dict:
-    """An API answer selecting the candidates of these ranks (posted as their photo numbers)."""
-    k = assignment.participant.study.k
-    return {
-        "question": str(assignment.token),
-        "selected_photos": [assignment.photo_number(rank, k) for rank in ranks],
-        "none_of_these": False,
-        "confidence": confidence,
-    }
-
-
 # Answers: out of order, someone else's, after completion, changed --------------------------
 
 
@@ -134,42 +119,42 @@ def test_a_later_questions_token_posted_on_the_current_page_is_refused_with_409(
     assert len(refusals("answer_refused")) == 1
 
 
-def test_api_answer_with_another_participants_token_is_403_logged_and_ignored(study):
+def test_script_answer_with_another_participants_token_is_403_logged_and_ignored(study):
     owner = at_questions(Client(), study)
     intruder = Client()
     at_questions(intruder, study, OTHER)
     victim_question = Assignment.objects.get(participant=owner, position=1)
     before = state(study)
-    response = api_answer(intruder, study, api_body(victim_question, [1]))
+    response = script_answer(intruder, study, 1, answer_fields(victim_question, [1]))
     assert response.status_code == 403
     assert response.json() == {
-        "detail": "This question does not belong to you.",
+        "error": "This question does not belong to you.",
         "code": "not_your_question",
     }
     assert state(study) == before
     assert len(refusals("not_your_question")) == 1
 
 
-def test_api_answer_with_an_unknown_token_is_403_and_ignored(study):
+def test_script_answer_with_an_unknown_token_is_403_and_ignored(study):
     client = Client()
     at_questions(client, study)
     before = state(study)
-    body = {"question": str(uuid.uuid4()), "selected_photos": [1], "confidence": 3}
-    response = api_answer(client, study, body)
+    body = {"question": str(uuid.uuid4()), "selected": ["1"], "confidence": "3"}
+    response = script_answer(client, study, 1, body)
     assert response.status_code == 403
     assert state(study) == before
 
 
-def test_a_changed_answer_through_the_api_is_not_taken_and_the_first_stands(study):
+def test_a_changed_answer_from_the_script_is_not_taken_and_the_first_stands(study):
     client = Client()
     p = at_questions(client, study)
     first = Assignment.objects.get(participant=p, position=1)
     assert not first.is_attention_check  # attention checks never come first
-    assert api_answer(client, study, api_body(first, [2], 5)).status_code == 201
+    assert script_answer(client, study, 1, answer_fields(first, [2], 5)).status_code == 200
     before = state(study)
-    changed = api_answer(client, study, {**api_body(first, [], 1), "none_of_these": True})
+    changed = script_answer(client, study, 1, answer_fields(first, [], 1, none=True))
     assert changed.status_code == 200
-    assert changed.json()["status"] == "already_recorded"
+    assert changed.json()["notice"].endswith("your first answer is kept.")
     assert state(study) == before
     stored = Response.objects.get(assignment=first)
     assert (stored.selected_ranks, stored.none_selected, stored.confidence) == ([2], False, 5)
@@ -198,9 +183,9 @@ def test_answers_after_completion_change_nothing(study):
     assert form.status_code == 302
     assert form["Location"] == url("done", study)
     assert "at done" in refusals("answer_refused")[0]
-    api = api_answer(client, study, api_body(last, [4], 1))
-    assert api.status_code == 200
-    assert api.json()["status"] == "already_recorded"
+    script = script_answer(client, study, last.position, answer_fields(last, [4], 1))
+    assert script.status_code == 200
+    assert script.json()["next"] == url("done", study)
     assert state(study) == before
     # The completion code is the one issued at the end, however often the end is visited.
     done = client.get(url("done", study))
@@ -220,11 +205,17 @@ def test_answers_after_failing_the_attention_checks_are_refused_with_409(study):
     unanswered = Assignment.objects.filter(participant=p, response__isnull=True).first()
     assert unanswered is not None
     before = state(study)
-    response = api_answer(client, study, api_body(unanswered, [1]))
-    assert response.status_code == 409
-    assert "already finished" in response.json()["detail"]
+    # Posted on the page the participant was last shown (its position is still current).
+    p.refresh_from_db()
+    page = url("question", study, position=p.current_position)
+    form = client.post(page, answer_fields(unanswered, [1]))
+    assert form.status_code == 302
+    assert form["Location"] == url("done", study)
+    script = client.post(page, answer_fields(unanswered, [1]), **JSON)
+    assert script.status_code == 200
+    assert script.json()["next"] == url("done", study)
     assert state(study) == before
-    assert len(refusals("answer_refused")) == 1
+    assert len(refusals("answer_refused")) == 2
 
 
 # Hostile Prolific parameters ----------------------------------------------------------------
@@ -331,7 +322,7 @@ TRAVERSALS = [
     "/api/v1/studies/..%2F..%2F/state/",
     "/api/v1/studies/%2e%2e/responses.csv",
     "/api/v1/studies/{slug}/..%2Fresponses/",
-    "/api/v1/studies/{slug}/answers/..%2F..%2F",
+    "/s/{slug}/question/1/..%2F..%2F",
 ]
 
 
@@ -593,8 +584,8 @@ def test_too_many_form_fields_are_400_logged_and_change_nothing(study, page, cap
         ("consent", b"decision=\xff\xfeagree", b"Select a valid choice"),
         ("demographics", b"gender=wo\xffman&age_group=18-29", b"Select a valid choice"),
         ("question", b"question=\xff\xfe&selected=1&confidence=3", b"Please check your answer"),
-        ("question", b"question={token}&selected=\xc3\x28&confidence=3", b"photos shown"),
-        ("question", b"question={token}&selected=1&confidence=\xff3", b"five options"),
+        ("question", b"question={token}&selected=\xc3\x28&confidence=3", b"numbered 1 to 5"),
+        ("question", b"question={token}&selected=1&confidence=\xff3", b"from 1 to 5"),
     ],
 )
 def test_non_utf8_form_bodies_are_400_with_a_message_and_change_nothing(study, page, body, message):
@@ -607,48 +598,3 @@ def test_non_utf8_form_bodies_are_400_with_a_message_and_change_nothing(study, p
     assert response.status_code == 400
     assert message in response.content
     assert state(study) == before
-
-
-def test_an_oversized_json_answer_is_413_with_a_message_logged_and_changes_nothing(study):
-    client = Client()
-    p = at_questions(client, study)
-    body = {**api_body(Assignment.objects.get(participant=p, position=1), [1])}
-    body["padding"] = "x" * django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    before = state(study)
-    response = api_answer(client, study, body)
-    assert response.status_code == 413
-    assert response["Content-Type"] == "application/json"
-    assert response.json()["code"] == "body_too_large"
-    assert "Reload the page and answer again" in response.json()["detail"]
-    assert state(study) == before
-    assert len(refusals("body_too_large")) == 1
-
-
-@pytest.mark.parametrize(
-    ("body", "content_type", "status", "detail"),
-    [
-        (b'{"question": "\xff\xfe", "confidence": 3}', "application/json", 400, "JSON parse"),
-        (b"\xef\xbb\xbf\xff{}", "application/json", 400, "JSON parse"),
-        (b'{"confidence": 3}', "application/json; charset=utf-16", 400, "JSON parse"),
-        (b'{"confidence": 3}', "application/json; charset=no-such-codec", 400, "required"),
-        (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "nested too deeply"),
-        (b'{"a":' * 50_000 + b"1" + b"}" * 50_000, "application/json", 400, "nested too"),
-        (b'{"confidence": NaN}', "application/json", 400, "JSON parse"),
-        (b"null", "application/json", 400, "No data provided"),
-        (b"[1, 2]", "application/json", 400, "Expected a dictionary"),
-        (b"question=x&confidence=3", "application/x-www-form-urlencoded", 415, "Unsupported"),
-        (b"confidence=3", "text/plain", 415, "Unsupported media type"),
-        (b'{"confidence": 3}', "", 415, "Unsupported media type"),
-    ],
-)
-def test_malformed_json_bodies_are_refused_with_a_clear_4xx_and_change_nothing(
-    study, body, content_type, status, detail, caplog
-):
-    client = Client()
-    at_questions(client, study)
-    before = state(study)
-    response = api_answer(client, study, body, content_type=content_type)
-    assert response.status_code == status
-    assert detail in response.content.decode()
-    assert state(study) == before
-    assert any(r.name == "django.request" and r.status_code == status for r in caplog.records)

@@ -2,41 +2,14 @@
 
 import pytest
 from django.test import Client
-from django.urls import reverse
 
+from survey import services
 from survey.faces import candidate_faces_forget
 from survey.models import Assignment, Participant, RefusedRequest, Response
 from tests.factories import STUDY_ID, prolific_id, study_with_match_sets
+from tests.survey.http_helpers import JSON, PARAMS, answer_payload, at_questions, url
 
 pytestmark = pytest.mark.django_db
-
-PARAMS = {
-    "PROLIFIC_PID": prolific_id("PIDVIEW0001"),
-    "STUDY_ID": STUDY_ID,
-    "SESSION_ID": prolific_id("SESSVIEW01"),
-}
-
-
-def url(name: str, study, **kwargs) -> str:
-    return reverse(f"survey:{name}", kwargs={"slug": study.slug, **kwargs})
-
-
-def at_questions(client: Client, study, params: dict = PARAMS) -> Participant:
-    client.get(url("entry", study), params)
-    client.post(url("consent", study), {"decision": "agree"})
-    client.post(url("demographics", study), {"gender": "woman", "age_group": "18-29"})
-    client.post(url("instructions", study))
-    return Participant.objects.get(prolific_pid=params["PROLIFIC_PID"])
-
-
-def answer_payload(p: Participant, **overrides) -> dict:
-    a = Assignment.objects.get(participant=p, position=p.current_position)
-    if a.is_attention_check:
-        photo = a.photo_number(a.attention_rank, p.study.k)
-        data = {"selected": [str(photo)], "confidence": str(a.attention_confidence)}
-    else:
-        data = {"selected": ["1"], "confidence": "3"}
-    return {"question": str(a.token), **data, **overrides}
 
 
 def test_entry_moves_prolific_ids_out_of_the_url():
@@ -112,12 +85,15 @@ def test_double_submit_of_the_form_keeps_the_first_answer():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"confidence": "0"}, b"Confidence must be one of the five options"),
-        ({"confidence": "6"}, b"Confidence must be one of the five options"),
-        ({"confidence": "3.0"}, b"Confidence must be one of the five options"),
+        ({"confidence": "0"}, b"Confidence must be a whole number from 1 to 5"),
+        ({"confidence": "6"}, b"Confidence must be a whole number from 1 to 5"),
+        ({"confidence": "3.0"}, b"Confidence must be a whole number from 1 to 5"),
+        ({"confidence": "\uff13"}, b"Confidence must be a whole number from 1 to 5"),
         ({"confidence": ""}, b"Please rate how confident you are"),
-        ({"selected": ["6"]}, b"must be one of the photos shown"),
-        ({"selected": ["0"]}, b"must be one of the photos shown"),
+        ({"selected": ["6"]}, b"Selected photos must be numbered 1 to 5"),
+        ({"selected": ["0"]}, b"Selected photos must be numbered 1 to 5"),
+        ({"selected": ["1.0"]}, b"Selected photos must be numbered 1 to 5"),
+        ({"selected": ["1", "1"]}, b"Each photo can be selected only once"),
         ({"selected": []}, b"Select at least one photo"),
         ({"selected": ["1"], "none_of_these": "on"}, b"not both"),
         ({"question": "not-a-uuid"}, b"Please check your answer"),
@@ -169,14 +145,16 @@ def test_answer_after_completion_is_refused():
     before = Response.objects.count()
     response = client.post(url("question", study, position=2), {"question": token})
     assert response.status_code == 302  # the page itself sends a finished participant to the end
-    api = client.post(
-        reverse("api-answer", kwargs={"slug": study.slug}),
-        {"question": token, "selected_photos": [1], "none_of_these": False, "confidence": 3},
-        content_type="application/json",
+    script = client.post(
+        url("question", study, position=2),
+        {"question": token, "selected": ["1"], "confidence": "3"},
+        **JSON,
     )
-    assert api.status_code == 409
-    assert "already finished" in api.json()["detail"]
+    assert script.status_code == 200  # and the page's script is sent there too
+    assert script.json()["next"] == url("done", study)
+    assert script.json()["question"] is None
     assert Response.objects.count() == before
+    assert RefusedRequest.objects.filter(reason="answer_refused").count() == 2
 
 
 @pytest.mark.parametrize(
@@ -319,9 +297,6 @@ def test_question_page_and_answer_keep_to_their_query_budget(django_assert_max_n
     assert answered.json()["question"]["number"] == 4
 
 
-JSON = {"HTTP_ACCEPT": "application/json", "HTTP_X_REQUESTED_WITH": "fetch"}
-
-
 def test_script_answer_gets_the_next_question_as_the_page_would_show_it():
     """survey.js posts the form asking for JSON: the acknowledgement brings the next question,
     the same data its page renders, and marks it served."""
@@ -428,7 +403,10 @@ def test_script_answer_refused_or_incomplete_is_a_json_4xx_with_the_reason():
     )
     foreign = client.post(url("question", study, position=1), answer_payload(q), **JSON)
     assert foreign.status_code == 403
-    assert foreign.json() == {"error": "This question does not belong to you."}
+    assert foreign.json() == {
+        "error": "This question does not belong to you.",
+        "code": "not_your_question",
+    }
     incomplete = client.post(
         url("question", study, position=1), answer_payload(p, confidence=""), **JSON
     )
@@ -439,3 +417,30 @@ def test_script_answer_refused_or_incomplete_is_a_json_4xx_with_the_reason():
     assert "open the study again" in stranger.json()["error"]
     assert not Response.objects.filter(participant__in=[p, q]).exists()
     assert RefusedRequest.objects.filter(participant=p).count() == 1
+
+
+def test_script_and_form_get_the_same_rule_and_message_from_the_one_validation():
+    study = study_with_match_sets()
+    client = Client()
+    p = at_questions(client, study)
+    both = answer_payload(p, none_of_these="on")
+    form = client.post(url("question", study, position=1), both)
+    assert form.status_code == 400
+    assert services.PHOTOS_AND_NONE.replace("'", "&#x27;").encode() in form.content
+    script = client.post(url("question", study, position=1), both, **JSON)
+    assert script.status_code == 400
+    assert script.json()["code"] == "invalid_answer"
+    assert script.json()["error"].endswith(services.PHOTOS_AND_NONE)
+    assert not Response.objects.exists()
+
+
+def test_question_page_gives_its_script_the_servers_messages():
+    study = study_with_match_sets()
+    client = Client()
+    at_questions(client, study)
+    page = client.get(url("question", study, position=1))
+    form = page.content.decode()
+    assert f'data-confidence-missing="{services.CONFIDENCE_MISSING}"' in form
+    assert 'data-nothing-selected="Select at least one photo, or &#x27;none of these&#x27;."' in (
+        form
+    )
