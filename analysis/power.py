@@ -272,36 +272,22 @@ def planning_lines(
     The warning is due when faces are the bottleneck: then more match sets, not more
     participants, would narrow the intervals.
     """
-    result = power(
-        n_participants,
-        questions_per_method=questions_per_method,
-        faces_per_method=faces_per_method,
-        chance=1 / k,
-        alpha=alpha,
-        target_power=target_power,
-        participant_sd=participant_sd,
-        face_sd=face_sd,
-    )
-    more_faces = power(
-        n_participants,
-        questions_per_method=questions_per_method,
-        faces_per_method=2 * faces_per_method,
-        chance=1 / k,
-        alpha=alpha,
-        target_power=target_power,
-        participant_sd=participant_sd,
-        face_sd=face_sd,
-    )
-    more_people = power(
-        2 * n_participants,
-        questions_per_method=questions_per_method,
-        faces_per_method=faces_per_method,
-        chance=1 / k,
-        alpha=alpha,
-        target_power=target_power,
-        participant_sd=participant_sd,
-        face_sd=face_sd,
-    )
+
+    def plan(participants: int, faces: int) -> PowerResult:
+        return power(
+            participants,
+            questions_per_method=questions_per_method,
+            faces_per_method=faces,
+            chance=1 / k,
+            alpha=alpha,
+            target_power=target_power,
+            participant_sd=participant_sd,
+            face_sd=face_sd,
+        )
+
+    result = plan(n_participants, faces_per_method)
+    more_faces = plan(n_participants, 2 * faces_per_method)
+    more_people = plan(2 * n_participants, faces_per_method)
 
     def pp(value: float) -> str:
         return "no effect short of 99% accuracy" if np.isnan(value) else f"{value:.1f} pp"

@@ -3,6 +3,8 @@
 import hashlib
 import io
 import random
+from collections.abc import Callable
+from pathlib import Path
 
 import factory
 from django.core.files.base import ContentFile
@@ -87,3 +89,15 @@ def study_with_match_sets(per_method: int = 5, **study_fields: object) -> Study:
         for _ in range(per_method):
             MatchSetFactory(study=study, method=method)
     return study
+
+
+def synthetic_face_tree(root: Path, identities: int, photos: Callable[[int], int]) -> Path:
+    """An identity-per-folder tree of synthetic JPEGs: ``photos(i)`` photos for identity i."""
+    for i in range(identities):
+        folder = root / f"Person_{i:02d}"
+        folder.mkdir(parents=True)
+        for j in range(photos(i)):
+            (folder / f"Person_{i:02d}_{j + 1:04d}.jpg").write_bytes(
+                synthetic_jpeg(100 * i + j, size=24).read()
+            )
+    return root

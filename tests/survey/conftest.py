@@ -18,7 +18,7 @@ from pytest_django.live_server_helper import LiveServer
 
 from survey import prolific
 from tests.conftest import CHROMIUM
-from tests.factories import synthetic_jpeg
+from tests.factories import synthetic_face_tree
 from tests.survey.prolific_replay import TOKEN
 
 CHROMIUM_ARGS = [
@@ -150,12 +150,4 @@ def replay(monkeypatch, settings):
 @pytest.fixture
 def synthetic_faces(tmp_path: Path) -> Path:
     """An identity-per-folder tree of synthetic JPEGs (no real photos needed)."""
-    root = tmp_path / "faces"
-    for i in range(14):
-        folder = root / f"Person_{i:02d}"
-        folder.mkdir(parents=True)
-        for j in range(2 + i % 2):
-            (folder / f"Person_{i:02d}_{j + 1:04d}.jpg").write_bytes(
-                synthetic_jpeg(100 * i + j, size=24).read()
-            )
-    return root
+    return synthetic_face_tree(tmp_path / "faces", 14, lambda i: 2 + i % 2)

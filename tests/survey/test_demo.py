@@ -9,7 +9,7 @@ from PIL import Image
 
 from survey.demo import demo_plan
 from survey.models import Candidate, FvrMethod, MatchSet, Participant, Study
-from tests.factories import StudyFactory, synthetic_jpeg
+from tests.factories import StudyFactory, synthetic_face_tree
 from tests.survey.helpers import entered
 
 pytestmark = pytest.mark.django_db
@@ -18,14 +18,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def faces(tmp_path: Path) -> Path:
     """An identity-per-folder tree of synthetic JPEGs: 12 identities with 1–3 photos each."""
-    root = tmp_path / "faces"
-    for i in range(12):
-        folder = root / f"Person_{i:02d}"
-        folder.mkdir(parents=True)
-        for j in range(1 + i % 3):
-            (folder / f"Person_{i:02d}_{j + 1:04d}.jpg").write_bytes(
-                synthetic_jpeg(100 * i + j, size=24).read()
-            )
+    root = synthetic_face_tree(tmp_path / "faces", 12, lambda i: 1 + i % 3)
     (root / "README.txt").write_text("not an identity")
     return root
 
