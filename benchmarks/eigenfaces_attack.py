@@ -5,19 +5,20 @@ Usage (CPU, F = mobileface, the issue's acceptance run; 2–6 min per target on 
 Smaller: ``--targets 3 --iterations 300``. GPU: ``--recognizer faceres --device cuda``.
 
 - Basis (Dec and mean face): LFW identities with 2–3 photos (``--basis-identities`` caps
-  how many), aligned with ``reconstruction.alignment`` (dlib, ArcFace template, 112×112);
-  PCA by default (``--basis-method``), fitted by ``reconstruction.eigenbasis``.
+  how many), aligned with ``reconstruction.faces.alignment`` (dlib, ArcFace template, 112×112);
+  PCA by default (``--basis-method``), fitted by ``reconstruction.methods.eigenbasis``.
 - Targets: the first ``--targets`` identities (by name) with 10 photos; the source is each
   one's first photo and its vector is F(aligned source). Never used for the basis.
 - Gallery: N = ``--gallery`` identities: every 10-photo identity, then 1-photo identities by
   name. Each enrols all its photos except a target's source photo (Metric 1's protocol,
-  ``reconstruction.metric1``: the true identity always enrolled, the source excluded).
+  ``reconstruction.metric1.scoring``: the true identity always enrolled, the source excluded).
   Top-5: share of reconstructions whose 5 nearest gallery images (cosine, exact search with
-  ``reconstruction.gallery.Gallery``) include an image of the true identity, in F' = F and in
+  ``reconstruction.metric1.gallery.Gallery``) include an image of the true identity, in
+  F' = F and in
   F' = dlib-resnet. Chance: 5 / N. A stricter variant enrols one photo per identity (the
   second photo of a 10-photo identity), ``top5_*_one_photo``. dlib's ResNet
   sees each face in its own framing: gallery and source photos as ``get_face_chip`` crops, a
-  reconstruction (ArcFace frame) through ``reconstruction.recognizers.reconstruction_view``
+  reconstruction (ArcFace frame) through ``reconstruction.recognizers.registry.reconstruction_view``
   (the chip cut with the fixed mean dlib shape), as in Metric 1 and build_study.
 
 Aligned crops are cached under ``--cache`` (default /tmp/fvr_eigenfaces_bench): they are
@@ -41,11 +42,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from reconstruction import alignment
-from reconstruction.eigenbasis import EigenBasis, EigenBasisConfig, fit_eigenbasis
-from reconstruction.gallery import Gallery
+from reconstruction.faces import alignment
+from reconstruction.methods.eigenbasis import EigenBasis, EigenBasisConfig, fit_eigenbasis
 from reconstruction.methods.eigenfaces import EigenfacesConfig, reconstruct
-from reconstruction.recognizers import get_recognizer, reconstruction_embed
+from reconstruction.metric1.gallery import Gallery
+from reconstruction.recognizers.registry import get_recognizer, reconstruction_embed
 
 
 def lfw_identities(root: Path) -> dict[str, list[Path]]:
@@ -81,10 +82,7 @@ def aligned_faces(paths: list[Path], cache: Path, tag: str) -> Faces:
     if file.exists():
         data = np.load(file)
         return Faces(data["aligned"], data["chips"], data["dlib_in_arcface"], data["found"])
-    import dlib
     from tqdm import tqdm
-
-    from reconstruction.embedding import DLIB_CHIP_PADDING
 
     size = alignment.ALIGNED_SIZE
     faces = Faces(
@@ -100,9 +98,7 @@ def aligned_faces(paths: list[Path], cache: Path, tag: str) -> Faces:
             continue
         faces.found[i] = True
         faces.aligned[i] = face.aligned
-        parts = [dlib.point(round(x), round(y)) for x, y in face.dlib_points]
-        shape = dlib.full_object_detection(dlib.rectangle(*face.detection.box), parts)
-        faces.chips[i] = dlib.get_face_chip(pixels, shape, size=150, padding=DLIB_CHIP_PADDING)
+        faces.chips[i] = alignment.dlib_chip(pixels, face.detection.box, face.dlib_points)
         faces.dlib_in_arcface[i] = alignment.apply_transform(face.matrix, face.dlib_points)
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(

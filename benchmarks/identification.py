@@ -53,9 +53,9 @@ def identification_run(
     """Import, embed and search in the current database; return counts, rates and speeds."""
     import numpy as np
 
-    from reconstruction.embedding import dataset_embed
-    from reconstruction.gallery import gallery_from_embeddings, stored_vectors
+    from reconstruction.metric1.gallery import gallery_from_embeddings, stored_vectors
     from reconstruction.models import Embedding, FaceImage
+    from reconstruction.recognizers.embedding import dataset_embed
     from reconstruction.services import dataset_import
 
     start = time.perf_counter()

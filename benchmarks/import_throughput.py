@@ -45,7 +45,7 @@ def main() -> None:
         import numpy as np
         from django.core.management import call_command
 
-        from reconstruction import alignment
+        from reconstruction.faces import alignment
         from reconstruction.models import FaceImage
         from reconstruction.services import dataset_import
 

@@ -65,8 +65,8 @@ def prepare(
     iterations: int | None = None,
 ) -> dict[str, float]:
     """Import, embed, fit the basis and reconstruct (each skipped when already done)."""
-    from reconstruction.embedding import dataset_embed
     from reconstruction.models import FaceDataset
+    from reconstruction.recognizers.embedding import dataset_embed
     from reconstruction.services import dataset_import, eigenbasis_train, reconstruct_targets
 
     timings: dict[str, float] = {}
@@ -170,7 +170,7 @@ def main() -> None:
         print(f"{stage}: {seconds:.1f} s")
     if args.prepare_only:
         return
-    from reconstruction import metric1
+    from reconstruction.metric1 import scoring as metric1
     from reconstruction.services import topk_evaluate
 
     out = args.workdir / "results"

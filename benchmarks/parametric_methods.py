@@ -3,7 +3,7 @@
 Usage: ``FVR_FACE_DATA=/work/shared/data python -m benchmarks.parametric_methods``
 (options: ``--methods``, ``--train-faces``, ``--targets``, ``--threads``, ``--out``).
 
-Data: LFW photos aligned by ``reconstruction.alignment`` (112×112 ArcFace crops; 160×160 for
+Data: LFW photos aligned by ``reconstruction.faces.alignment`` (112×112 ArcFace crops; 160×160 for
 NBNet). Identities are split by a hash of their name: bucket 0 of 10 gives the held-out
 targets (one photo each), the rest give the training faces (at most 3 photos per identity,
 sorted names, first ``--train-faces``). F = ``mobileface``; a training face's vector is F of
@@ -76,7 +76,7 @@ def load_faces(root: Path, out: Path, train_faces: int, targets: int) -> dict[st
     cache = out / f"lfw_aligned_{train_faces}_{targets}.npz"
     if cache.is_file():
         return dict(np.load(cache))
-    from reconstruction.alignment import align_face, decode_rgb
+    from reconstruction.faces.alignment import align_face, decode_rgb
 
     identities = sorted(p.name for p in root.iterdir() if p.is_dir())
     data: dict[str, np.ndarray] = {}
@@ -133,7 +133,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = Path(os.environ.get("FVR_FACE_DATA", "/work/shared/data")) / "lfw"
-    from reconstruction.recognizers import get_recognizer
+    from reconstruction.recognizers.registry import get_recognizer
 
     started = time.perf_counter()
     data = load_faces(root, args.out, args.train_faces, args.targets)

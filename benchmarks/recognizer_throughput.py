@@ -8,7 +8,7 @@ model's size, best of 3 runs (the machine may be shared; the best run is the lea
 Identification: LFW identities with exactly 10 photos (158 in the standard release); the
 first file (sorted) of each is the gallery, the other 9 are probes; rank-1 / top-5 by cosine.
 
-Alignment: ``reconstruction.alignment`` (dlib HOG detector, 68-point landmarks, similarity
+Alignment: ``reconstruction.faces.alignment`` (dlib HOG detector, 68-point landmarks, similarity
 transform onto the 5-point ArcFace template). ``faceres`` and ``mobileface`` get the ArcFace
 framing at their input size (the 112×112 template scaled about the origin, as for the 160
 crop); ``dlib-resnet`` gets ``dlib.get_face_chip(size=150, padding=0.25)`` from dlib's 5-point
@@ -27,11 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reconstruction import alignment
-from reconstruction.recognizers import RECOGNIZERS, get_recognizer
+from reconstruction.faces import alignment
+from reconstruction.recognizers.registry import RECOGNIZERS, get_recognizer
 
 CENTRE_BOX = (70, 70, 180, 180)  # fallback face box in a 250×250 LFW photo
-DLIB_CHIP_PADDING = 0.25  # dlib's default, the framing dlib-resnet was trained on
 
 
 @dataclass(frozen=True)
@@ -78,14 +77,9 @@ def align(paths: dict[str, list[Path]]) -> tuple[list[Photo], int]:
 def crops(photos: list[Photo], name: str, size: int) -> np.ndarray:
     """The crops recognizer ``name`` is fed: (N, size, size, 3) uint8 RGB."""
     if name == "dlib-resnet":
-        import dlib
-
-        out = []
-        for photo in photos:
-            parts = [dlib.point(round(x), round(y)) for x, y in photo.dlib_points]
-            shape = dlib.full_object_detection(dlib.rectangle(*photo.box), parts)
-            out.append(dlib.get_face_chip(photo.pixels, shape, size, DLIB_CHIP_PADDING))
-        return np.stack(out)
+        if size != alignment.DLIB_CHIP_SIZE:
+            raise ValueError(f"dlib-resnet takes {alignment.DLIB_CHIP_SIZE} px chips, not {size}")
+        return np.stack([alignment.dlib_chip(p.pixels, p.box, p.dlib_points) for p in photos])
     scale = size / alignment.ALIGNED_SIZE
     return np.stack([alignment.warp(p.pixels, p.matrix * scale, size) for p in photos])
 

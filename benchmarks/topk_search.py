@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reconstruction.gallery import Gallery, TopK, faiss_available
+from reconstruction.metric1.gallery import Gallery, TopK, faiss_available
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -10,7 +10,7 @@ from survey.models import FvrMethod
 
 def recognizer_choices() -> list[tuple[str, str]]:
     """The registered recognizers (imports torch: called when the form is built, not at start)."""
-    from reconstruction.recognizers import RECOGNIZERS
+    from reconstruction.recognizers.registry import RECOGNIZERS
 
     return [("", "—"), *((name, name) for name in RECOGNIZERS)]
 

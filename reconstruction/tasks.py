@@ -57,7 +57,7 @@ def _plain(value: Any) -> Any:
 @task(queue_name=QUEUE)
 def embed_job(*, dataset: str, recognizer: str, device: str = "cpu") -> dict:
     """Embed a dataset's faces with one recognizer (only the missing vectors)."""
-    from reconstruction.embedding import dataset_embed
+    from reconstruction.recognizers.embedding import dataset_embed
 
     return _plain(
         dataset_embed(dataset=dataset, recognizer=recognizer, device=device, progress=False)

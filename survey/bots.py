@@ -13,13 +13,13 @@ Observer model (how an attentive bot answers a question)
 1/(K + 1); confidence is uniform on 1–5. Needs no torch (load tests, fast tests).
 
 A recognizer name (``dlib-resnet``, the default; any name in
-``reconstruction.recognizers.RECOGNIZERS``): the observer embeds the query image and each
+``reconstruction.recognizers.registry.RECOGNIZERS``): the observer embeds the query image and each
 candidate image (as fetched over HTTP) with that recognizer — a third recognizer, neither
 F nor F' of a real study — and takes cosine similarities s_1 … s_K. A query that is a
 reconstruction (a match set made by build_study, whose provenance names its reconstruction;
 `bots_run` reads which query images these are, as the researcher knows them) is a square
 image in the ArcFace frame and is embedded through
-`reconstruction.recognizers.reconstruction_embed`, the view Metric 1 and build_study use
+`reconstruction.recognizers.registry.reconstruction_embed`, the view Metric 1 and build_study use
 (dlib: the chip cut with the fixed mean dlib shape). In any other image (candidate photos,
 the real-photo queries of `demo_study_create`) the face is found with dlib's HOG detector and
 cut the way the recognizer expects (dlib: ``get_face_chip`` 150 px, padding 0.25; others:
@@ -80,7 +80,6 @@ BOT_PREFIX = "b07"
 BOT_SESSION_PREFIX = "5e5"
 BOT_STUDY_ID = "b07" + "0" * 21
 USER_AGENT = "fvr-study-bot/1 (survey.bots)"
-DLIB_CHIP_PADDING = 0.25  # as reconstruction.embedding: the framing dlib-resnet was trained on
 CONFIDENCE_LEVELS = 5
 RATE_LIMIT_RETRIES = 20
 
@@ -176,7 +175,7 @@ class EmbeddingCache:
     def vector(self, url: str, fetch: Callable[[], bytes], *, reconstruction: bool = False) -> Any:
         """The image's embedding, computed on first sight (`fetch` gives its bytes);
         ``reconstruction``: the image is a reconstruction (a question's query), seen through
-        `reconstruction.recognizers.reconstruction_view`, else a photo."""
+        `reconstruction.recognizers.registry.reconstruction_view`, else a photo."""
         key = self.key(url)
         found = self._vectors.get(key)
         if found is not None:
@@ -190,7 +189,7 @@ class EmbeddingCache:
 
     def _embed(self, data: bytes, *, reconstruction: bool) -> Any:
         # Imported here: the survey never imports torch at start-up.
-        from reconstruction.recognizers import get_recognizer, reconstruction_embed
+        from reconstruction.recognizers.registry import get_recognizer, reconstruction_embed
 
         if reconstruction:
             return reconstruction_embed(self.recognizer, self._square(data)[None])[0]
@@ -199,7 +198,7 @@ class EmbeddingCache:
 
     @staticmethod
     def _decode(data: bytes) -> Any:
-        from reconstruction import alignment
+        from reconstruction.faces import alignment
 
         try:
             return alignment.decode_rgb(data)
@@ -219,12 +218,10 @@ class EmbeddingCache:
     def _face_crop(self, data: bytes) -> Any:
         import numpy as np
 
-        from reconstruction import alignment
+        from reconstruction.faces import alignment
 
         pixels = self._decode(data)
         if self.recognizer == "dlib-resnet":
-            import dlib
-
             detections = alignment.detect_faces(pixels)
             if not detections:
                 self.no_face += 1
@@ -232,12 +229,7 @@ class EmbeddingCache:
             height, width = pixels.shape[:2]
             chosen = alignment.central_face(detections, width, height)
             points = alignment.shape_points(pixels, chosen.box, points=5)
-            shape = dlib.full_object_detection(
-                dlib.rectangle(*chosen.box), [dlib.point(round(x), round(y)) for x, y in points]
-            )
-            return np.asarray(
-                dlib.get_face_chip(pixels, shape, size=150, padding=DLIB_CHIP_PADDING)
-            )
+            return alignment.dlib_chip(pixels, chosen.box, points)
         result = alignment.align_face(pixels)
         if result.face is None:
             self.no_face += 1
@@ -295,7 +287,7 @@ def reconstruction_query_paths(slug: str) -> frozenset[str]:
 
 def observer_names() -> list[str]:
     """`random` and every registered recognizer (imports the recognizer registry)."""
-    from reconstruction.recognizers import RECOGNIZERS
+    from reconstruction.recognizers.registry import RECOGNIZERS
 
     return [RANDOM_OBSERVER, *sorted(RECOGNIZERS)]
 

@@ -345,9 +345,9 @@ def demo_pipeline_study_create(
     (``<name>-train``, all in the train split) so that F' only embeds the photos a gallery
     can hold; F embeds each attacked photo when it is attacked.
     """
-    from reconstruction.embedding import dataset_embed
     from reconstruction.methods.eigenfaces import EigenfacesConfig
     from reconstruction.models import FaceImage, Split
+    from reconstruction.recognizers.embedding import dataset_embed
     from reconstruction.services import (
         dataset_import,
         eigenbasis_train,

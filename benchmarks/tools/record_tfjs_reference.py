@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from reconstruction.model_store import TFJS_MODELS, tfjs_model_path
-from reconstruction.recognizers import FACERES, MOBILEFACE
+from reconstruction.recognizers.registry import FACERES, MOBILEFACE
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "tests" / "reconstruction" / "data" / "tfjs_reference.json"

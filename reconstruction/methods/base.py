@@ -40,7 +40,7 @@ class ReconstructFn(Protocol):
         self,
         *,
         target: np.ndarray,  # (D,) F's vector of the target face
-        recognizer: Any,  # a reconstruction.recognizers.Recognizer
+        recognizer: Any,  # a reconstruction.recognizers.registry.Recognizer
         artifact: Any,
         config: Any,
         seed: int,

@@ -6,7 +6,7 @@ reconstruction from similarity queries" (arXiv:2106.14290), as used by Wenger et
 (github.com/papermsucode/fullbboxrestoration, ``eigenfaces_privacy_pipeline.py`` and
 ``recover_face.ipynb``): batch 64, z ~ N(0, I_1024), one random sign per candidate, delta
 clamped to [−1, 1], ten 100-iteration restarts at lr 0.005 keeping the best, then lr 0.001.
-Dec and the mean face come from ``reconstruction.eigenbasis`` (fitted here, nothing
+Dec and the mean face come from ``reconstruction.methods.eigenbasis`` (fitted here, nothing
 downloaded); the image space is documented there: x = uint8 / 127.5 − 1.
 
 Only F's output vectors are used, never its gradients: F is wrapped in :class:`BlackBox`, which
@@ -43,8 +43,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from reconstruction.eigenbasis import EigenBasis, from_unit
 from reconstruction.methods.base import ReconstructionResult
+from reconstruction.methods.eigenbasis import EigenBasis, from_unit
 
 __all__ = ["BlackBox", "EigenfacesConfig", "reconstruct"]
 

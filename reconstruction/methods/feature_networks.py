@@ -54,7 +54,7 @@ class FeatureNetwork:
 
 def differentiable_recognizer(name: str) -> bool:
     """Whether registered recognizer ``name`` exposes a differentiable torch ``network()``."""
-    from reconstruction.recognizers import get_recognizer
+    from reconstruction.recognizers.registry import get_recognizer
 
     return bool(getattr(get_recognizer(name), "differentiable", False))
 
@@ -62,7 +62,7 @@ def differentiable_recognizer(name: str) -> bool:
 def second_recognizer(recognizer: str) -> str:
     """The default feature network when F = ``recognizer``: the first differentiable
     registered recognizer that is not F (mobileface, else faceres, else any other)."""
-    from reconstruction.recognizers import RECOGNIZERS
+    from reconstruction.recognizers.registry import RECOGNIZERS
 
     candidates = [*PREFERRED, *sorted(set(RECOGNIZERS) - set(PREFERRED))]
     for name in candidates:

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reconstruction.methods.training import (
+from reconstruction.methods.networks.naive import NaiveDecoder
+from reconstruction.training import (
     DeviceLike,
     TrainResult,
     batch_indices,
@@ -30,7 +31,6 @@ from reconstruction.methods.training import (
     save_model_file,
     total_steps_for,
 )
-from reconstruction.networks.naive import NaiveDecoder
 
 __all__ = ["NaiveConfig", "build", "load_model", "reconstruct", "save_model", "train"]
 

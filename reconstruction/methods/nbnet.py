@@ -46,7 +46,8 @@ from reconstruction.methods.feature_networks import (
     differentiable_recognizer,
     second_recognizer,
 )
-from reconstruction.methods.training import (
+from reconstruction.methods.networks.nbnet import NbNet, VGG19Features
+from reconstruction.training import (
     DeviceLike,
     SignedRangeEmbedder,
     TrainResult,
@@ -62,7 +63,6 @@ from reconstruction.methods.training import (
     save_model_file,
     total_steps_for,
 )
-from reconstruction.networks.nbnet import NbNet, VGG19Features
 
 __all__ = [
     "PERCEPTUAL_MODES",
@@ -190,7 +190,7 @@ def perceptual_network(
         net: nn.Module = VGG19Features(config.perceptual_layer).load_vgg19(config.vgg19_weights)
         source = f"vgg19:{config.perceptual_layer}:{Path(config.vgg19_weights).name}"
     else:
-        from reconstruction.recognizers import get_recognizer
+        from reconstruction.recognizers.registry import get_recognizer
 
         name = config.perceptual_recognizer
         net = SignedRangeEmbedder(get_recognizer(name).network(device))

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from reconstruction.methods import naive, nbnet, vec2face
 from reconstruction.methods.base import ReconstructFn, ReconstructionResult
 from reconstruction.methods.feature_networks import STUDENT, differentiable_recognizer
-from reconstruction.methods.training import (
+from reconstruction.training import (
     DeviceLike,
     TrainResult,
     config_dict,

@@ -47,7 +47,9 @@ from reconstruction.methods.feature_networks import (
     differentiable_recognizer,
     second_recognizer,
 )
-from reconstruction.methods.training import (
+from reconstruction.methods.networks.vec2face import Vec2FaceCritic, Vec2FaceGenerator
+from reconstruction.recognizers.backbones.iresnet import IResNet
+from reconstruction.training import (
     DeviceLike,
     SignedRangeEmbedder,
     TrainResult,
@@ -63,8 +65,6 @@ from reconstruction.methods.training import (
     save_model_file,
     total_steps_for,
 )
-from reconstruction.networks.iresnet import IResNet
-from reconstruction.networks.vec2face import Vec2FaceCritic, Vec2FaceGenerator
 
 __all__ = [
     "StudentConfig",
@@ -425,7 +425,7 @@ def identity_network(
     of them (``targets``; computed by querying F when not given); another registered
     recognizer is used as H; F itself only with ``allow_white_box`` (``WhiteBoxError``).
     """
-    from reconstruction.recognizers import get_recognizer
+    from reconstruction.recognizers.registry import get_recognizer
 
     device = resolve_device(device)
     if network == STUDENT:

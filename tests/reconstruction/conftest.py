@@ -20,7 +20,7 @@ TINY_LFW_IDENTITIES = {
 def mobileface() -> None:
     """Skip (with the reason) when mobileface's model files cannot be obtained."""
     from reconstruction.model_store import ModelStoreError
-    from reconstruction.recognizers import get_recognizer
+    from reconstruction.recognizers.registry import get_recognizer
 
     try:
         get_recognizer("mobileface").network("cpu")

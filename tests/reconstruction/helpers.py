@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from reconstruction.embedding import dataset_embed
 from reconstruction.methods.eigenfaces import EigenfacesConfig
 from reconstruction.models import FaceImage, Reconstruction, Split
+from reconstruction.recognizers.embedding import dataset_embed
 from reconstruction.services import dataset_import, eigenbasis_train, reconstruction_create
 from survey.demo import demo_subset_plan, demo_subset_write
 
@@ -17,7 +17,7 @@ def tiny_reconstructed_dataset(face_data: Path, tmp_path: Path) -> list[Reconstr
     """3 target identities (3 photos), 4 train (2), 4 distractors (1); mobileface embeddings;
     a PCA basis; one tiny Eigenfaces reconstruction (F = mobileface) per target identity."""
     from reconstruction.model_store import ModelStoreError
-    from reconstruction.recognizers import get_recognizer
+    from reconstruction.recognizers.registry import get_recognizer
 
     try:
         get_recognizer("mobileface").network("cpu")

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from reconstruction import alignment
-from reconstruction.alignment import ARCFACE_TEMPLATE, CROP_SIZE, Detection
+from reconstruction.faces import alignment
+from reconstruction.faces.alignment import ARCFACE_TEMPLATE, CROP_SIZE, Detection
 
 
 def test_similarity_transform_recovers_a_known_similarity():

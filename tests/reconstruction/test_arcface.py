@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reconstruction.arcface import (
+from reconstruction.recognizers.arcface import (
     ArcFaceHead,
     ExtractorConfig,
     arcface_logits,
@@ -14,7 +14,7 @@ from reconstruction.arcface import (
     load_backbone,
     train_extractor,
 )
-from reconstruction.networks.iresnet import IResNet
+from reconstruction.recognizers.backbones.iresnet import IResNet
 
 
 def test_arcface_logits_add_the_angular_margin_to_the_true_class_only() -> None:

@@ -10,10 +10,10 @@ from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from reconstruction.gallery import stored_vectors
+from reconstruction.metric1.gallery import stored_vectors
 from reconstruction.models import FaceImage, Reconstruction, Split
-from reconstruction.recognizers import get_recognizer, reconstruction_embed
-from reconstruction.services.storage import aligned_pixels_of
+from reconstruction.recognizers.registry import get_recognizer, reconstruction_embed
+from reconstruction.storage import aligned_pixels_of
 from survey.models import MatchSet, Study
 from tests.reconstruction.helpers import DATASET, tiny_reconstructed_dataset
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from reconstruction import downloads
-from reconstruction.downloads import LFW, DownloadError, archive_fetch
+from reconstruction.faces import downloads
+from reconstruction.faces.downloads import LFW, DownloadError, archive_fetch
 from tests.factories import synthetic_jpeg
 
 

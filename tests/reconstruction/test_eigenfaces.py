@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from reconstruction.eigenbasis import (
+from reconstruction.methods import METHODS, config_from_preset, get_method
+from reconstruction.methods.eigenbasis import (
     EigenBasis,
     EigenBasisConfig,
     fit_eigenbasis,
     from_unit,
     to_unit,
 )
-from reconstruction.methods import METHODS, config_from_preset, get_method
 from reconstruction.methods.eigenfaces import EigenfacesConfig, reconstruct
 
 SIZE = 112
@@ -236,9 +236,9 @@ def test_autoencoder_basis_trains_and_round_trips_through_its_file(tmp_path: Pat
 
 @pytest.mark.facedata
 def test_cosine_improves_over_iterations_on_a_real_face_with_mobileface(face_data):
-    from reconstruction import alignment
+    from reconstruction.faces import alignment
     from reconstruction.model_store import ModelStoreError
-    from reconstruction.recognizers import get_recognizer
+    from reconstruction.recognizers.registry import get_recognizer
 
     recognizer = get_recognizer("mobileface")
     try:

@@ -7,11 +7,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from reconstruction.embedding import dataset_embed
-from reconstruction.gallery import gallery_from_embeddings
+from reconstruction.metric1.gallery import gallery_from_embeddings
 from reconstruction.model_store import ModelStoreError, tfjs_model_path
 from reconstruction.models import Embedding, FaceDataset, FaceImage
-from reconstruction.recognizers import get_recognizer
+from reconstruction.recognizers.embedding import dataset_embed
+from reconstruction.recognizers.registry import get_recognizer
 from reconstruction.services import dataset_import
 
 pytestmark = [pytest.mark.django_db, pytest.mark.facedata]

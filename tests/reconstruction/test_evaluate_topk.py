@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from reconstruction.embedding import dataset_embed
 from reconstruction.models import Reconstruction, TopKRun
+from reconstruction.recognizers.embedding import dataset_embed
 from reconstruction.services import dataset_import, eigenbasis_train, reconstruct_targets
 
 pytestmark = [pytest.mark.django_db, pytest.mark.facedata]
@@ -30,7 +30,7 @@ IDENTITIES = {
 @pytest.fixture
 def reconstructed(face_data: Path, tmp_path: Path) -> str:
     from reconstruction.model_store import ModelStoreError
-    from reconstruction.recognizers import get_recognizer
+    from reconstruction.recognizers.registry import get_recognizer
 
     try:
         get_recognizer("mobileface").network("cpu")

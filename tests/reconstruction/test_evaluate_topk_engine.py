@@ -12,9 +12,9 @@ import pytest
 from botocore.stub import Stubber
 from django.core.management import CommandError, call_command
 
-from reconstruction import metric1
-from reconstruction.engines import ENGINES
-from reconstruction.engines.rekognition import RekognitionEngine, external_id
+from reconstruction.metric1 import scoring as metric1
+from reconstruction.metric1.engines import ENGINES
+from reconstruction.metric1.engines.rekognition import RekognitionEngine, external_id
 from reconstruction.models import FaceImage, Reconstruction, TopKRun
 from reconstruction.services import dataset_import, eigenbasis_train, reconstruct_targets
 

@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reconstruction import gallery as gallery_module
-from reconstruction.gallery import Gallery, faiss_available
+from reconstruction.metric1 import gallery as gallery_module
+from reconstruction.metric1.gallery import Gallery, faiss_available
 
 BACKENDS = [
     "torch",

@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 from django.db import IntegrityError
 from PIL import Image
 
-from reconstruction.datasets import (
+from reconstruction.faces.datasets import (
     DatasetLayoutError,
     SplitRule,
     dataset_scan,

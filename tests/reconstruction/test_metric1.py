@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from reconstruction.gallery import Gallery
-from reconstruction.metric1 import (
+from reconstruction.metric1.gallery import Gallery
+from reconstruction.metric1.scoring import (
     FP,
     NO_MATCH,
     TP,
@@ -186,7 +186,7 @@ def test_table_ii_non_unique_reading_on_a_hand_computed_engine_answer(tmp_path):
     nbnet, truths 1–3: classes 10, 13, 14 -> no class repeats within nbnet (non-unique 0%,
     although class 10 is also eigenfaces'), the most frequent holds 1/3.
     """
-    from reconstruction.metric1 import ranked_trial, write_markdown
+    from reconstruction.metric1.scoring import ranked_trial, write_markdown
 
     labels = np.array(
         [
@@ -225,7 +225,7 @@ def test_table_ii_non_unique_reading_on_a_hand_computed_engine_answer(tmp_path):
 
 
 def test_summary_reports_table_ii_over_false_positives_only():
-    from reconstruction.metric1 import TrialResult
+    from reconstruction.metric1.scoring import TrialResult
 
     outcomes = np.array([[FP], [FP], [FP], [TP]], dtype=np.int8)
     result = TrialResult(n=10, trial=0, ks=(5,), outcomes=outcomes, top1=np.array([7, 7, 9, 1]))

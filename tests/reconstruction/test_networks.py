@@ -6,18 +6,18 @@ import pytest
 import torch
 from torch import nn
 
-from reconstruction.networks.efficientnet import efficientnet_b0_face
-from reconstruction.networks.iresnet import IResNet, iresnet50, load_state_dict_file
-from reconstruction.networks.layers import (
+from reconstruction.methods.networks.layers import (
     EqualizedConv2d,
     EqualizedLinear,
     MinibatchStdDev,
     PixelNorm,
     count_parameters,
 )
-from reconstruction.networks.naive import NaiveDecoder
-from reconstruction.networks.nbnet import NbBlock, NbNet, VGG19Features
-from reconstruction.networks.vec2face import Vec2FaceCritic, Vec2FaceGenerator
+from reconstruction.methods.networks.naive import NaiveDecoder
+from reconstruction.methods.networks.nbnet import NbBlock, NbNet, VGG19Features
+from reconstruction.methods.networks.vec2face import Vec2FaceCritic, Vec2FaceGenerator
+from reconstruction.recognizers.backbones.efficientnet import efficientnet_b0_face
+from reconstruction.recognizers.backbones.iresnet import IResNet, iresnet50, load_state_dict_file
 
 
 @pytest.fixture(autouse=True)

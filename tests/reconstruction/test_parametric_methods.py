@@ -10,8 +10,8 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from reconstruction.methods import naive, nbnet, parametric, vec2face
 from reconstruction.methods.feature_networks import FeatureNetwork, WhiteBoxError
-from reconstruction.methods.training import CheckpointMismatchError, batch_indices, config_dict
-from reconstruction.networks.nbnet import VGG19Features
+from reconstruction.methods.networks.nbnet import VGG19Features
+from reconstruction.training import CheckpointMismatchError, batch_indices, config_dict
 
 DIM = 16
 TINY_NBNET = {"init_channels": 16, "block_layers": (2, 1), "growth": 4, "batch_size": 4}

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from reconstruction.model_store import TFJS_MODELS, ModelStoreError, tfjs_model_path
-from reconstruction.networks.tfjs_graph import TfjsGraph
-from reconstruction.recognizers import (
+from reconstruction.recognizers.backbones.tfjs_graph import TfjsGraph
+from reconstruction.recognizers.registry import (
     RECOGNIZERS,
     TfjsRecognizer,
     get_recognizer,

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reconstruction import alignment
-from reconstruction.recognizers import (
+from reconstruction.faces import alignment
+from reconstruction.recognizers.registry import (
     DLIB_SHAPE_IN_ARCFACE_FRAME,
     get_recognizer,
     reconstruction_embed,
@@ -48,17 +48,13 @@ def test_the_fixed_dlib_shape_is_the_mean_of_real_faces_in_the_arcface_frame(fac
 
 
 def test_dlib_view_of_an_arcface_crop_is_close_to_the_photo_s_own_chip(face_data):
-    import dlib
-
-    from reconstruction.embedding import DLIB_CHIP_PADDING
+    from reconstruction.faces.alignment import dlib_chip
 
     faces = _lfw_faces(face_data, 12)
     engine = get_recognizer("dlib-resnet")
     own_chips = []
     for pixels, face in faces:
-        parts = [dlib.point(round(x), round(y)) for x, y in face.dlib_points]
-        shape = dlib.full_object_detection(dlib.rectangle(*face.detection.box), parts)
-        own_chips.append(dlib.get_face_chip(pixels, shape, size=150, padding=DLIB_CHIP_PADDING))
+        own_chips.append(dlib_chip(pixels, face.detection.box, face.dlib_points))
     gallery = engine.embed(np.stack(own_chips))  # as `dataset_embed` stores photos
     aligned = np.stack([face.aligned for _, face in faces])  # (12, 112, 112, 3)
     view = reconstruction_view("dlib-resnet", aligned)
@@ -94,10 +90,10 @@ def test_one_reconstruction_gets_one_dlib_vector_through_every_path(face_data, t
     from django.core.management import call_command
     from PIL import Image
 
-    from reconstruction.embedding import dataset_embed
-    from reconstruction.gallery import stored_vectors
-    from reconstruction.services.storage import aligned_pixels_of
-    from reconstruction.services.topk import _reconstruction_vectors
+    from reconstruction.metric1.gallery import stored_vectors
+    from reconstruction.metric1.services import _reconstruction_vectors
+    from reconstruction.recognizers.embedding import dataset_embed
+    from reconstruction.storage import aligned_pixels_of
     from survey.bots import EmbeddingCache, Observer, ObserverParams, reconstruction_query_paths
     from survey.models import MatchSet
     from tests.reconstruction.helpers import DATASET, tiny_reconstructed_dataset

@@ -4,13 +4,13 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from reconstruction.engines import GalleryImage, get_engine, ranked_matrix
-from reconstruction.engines.rekognition import (
+from reconstruction.metric1.engines import GalleryImage, get_engine, ranked_matrix
+from reconstruction.metric1.engines.rekognition import (
     RekognitionEngine,
     external_id,
     sanitize_identity,
 )
-from reconstruction.metric1 import FP, NO_MATCH, TP, outcomes_from_ranked
+from reconstruction.metric1.scoring import FP, NO_MATCH, TP, outcomes_from_ranked
 
 COLLECTION = "fvr-metric1-test"
 
@@ -174,7 +174,7 @@ def test_invalid_collection_id_is_refused():
 
 
 def test_strict_enrolment_refuses_a_collection_of_another_gallery_before_indexing(engine, client):
-    from reconstruction.engines import EngineError
+    from reconstruction.metric1.engines import EngineError
 
     with Stubber(client) as stub:
         stub.add_response("create_collection", {"StatusCode": 200})
@@ -186,7 +186,7 @@ def test_strict_enrolment_refuses_a_collection_of_another_gallery_before_indexin
 
 
 def test_missing_or_refused_credentials_name_the_aws_variables(client, tmp_path, monkeypatch):
-    from reconstruction.engines import EngineError
+    from reconstruction.metric1.engines import EngineError
 
     for name in (
         "AWS_ACCESS_KEY_ID",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from reconstruction.networks.tfjs_graph import (
+from reconstruction.recognizers.backbones.tfjs_graph import (
     SUPPORTED_OPS,
     TfjsGraph,
     TfjsGraphError,

@@ -16,7 +16,7 @@ from reconstruction.models import (
     Identity,
     ReconstructorArtifact,
 )
-from reconstruction.recognizers import get_recognizer
+from reconstruction.recognizers.registry import get_recognizer
 
 pytestmark = pytest.mark.django_db
 
@@ -88,7 +88,7 @@ def test_trains_checkpoints_each_epoch_resumes_and_the_weights_embed(tiny_lfw, t
     recognizer = get_recognizer("arcface-r50", weights)
     row = rows.select_related("image").first()
     with row.image.aligned.open("rb") as handle:
-        from reconstruction.alignment import decode_rgb
+        from reconstruction.faces.alignment import decode_rgb
 
         pixels = decode_rgb(handle.read())
     fresh = recognizer.embed(pixels[None])[0]

@@ -86,7 +86,7 @@ def test_trained_weights_reconstruct_every_target_once(tiny_lfw, mobileface, tmp
 def test_max_steps_stops_and_the_next_run_resumes_with_stored_vectors(
     tiny_lfw, mobileface, tmp_path
 ):
-    from reconstruction.recognizers import get_recognizer
+    from reconstruction.recognizers.registry import get_recognizer
 
     engine = get_recognizer("mobileface")
     images = list(FaceImage.objects.filter(identity__split="train"))

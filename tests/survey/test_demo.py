@@ -205,8 +205,8 @@ def test_pipeline_demo_builds_an_open_study_of_real_reconstructions_and_top5_mat
     import numpy as np
 
     from reconstruction.models import Embedding, FaceImage, Reconstruction
-    from reconstruction.recognizers import reconstruction_embed
-    from reconstruction.services.storage import aligned_pixels_of
+    from reconstruction.recognizers.registry import reconstruction_embed
+    from reconstruction.storage import aligned_pixels_of
 
     settings.FVR_FACE_DATA = str(face_data)
     settings.VAR_DIR = tmp_path / "var"

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from reconstruction.services import study_build
-from reconstruction.study_builder import MATCH_SET_MODES, StudyBuildError
+from reconstruction.studies.builder import MATCH_SET_MODES, StudyBuildError
 
 
 class Command(BaseCommand):

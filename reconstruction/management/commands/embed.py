@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from reconstruction.embedding import EmbedError, EmbedSummary, dataset_embed
+from reconstruction.recognizers.embedding import EmbedError, EmbedSummary, dataset_embed
 
 LISTED = 20
 

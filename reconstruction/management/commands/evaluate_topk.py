@@ -5,8 +5,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from reconstruction.engines import PAPER_ENGINE_K, PAPER_ENGINE_N
-from reconstruction.metric1 import PAPER_KS
+from reconstruction.metric1.engines import PAPER_ENGINE_K, PAPER_ENGINE_N
+from reconstruction.metric1.scoring import PAPER_KS
 from reconstruction.models import FaceDataset, TopKRun
 
 
@@ -36,7 +36,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        from reconstruction.recognizers import RECOGNIZERS
+        from reconstruction.recognizers.registry import RECOGNIZERS
 
         parser.add_argument("--dataset", required=True)
         parser.add_argument("--recognizer", choices=sorted(RECOGNIZERS), help="A local F'.")
@@ -97,7 +97,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: object, **options: object) -> None:
-        from reconstruction.engines import ENGINES, EngineError
+        from reconstruction.metric1.engines import ENGINES, EngineError
 
         if options["engine"] and options["recognizer"]:
             raise CommandError(
@@ -108,7 +108,7 @@ class Command(BaseCommand):
         if options["engine"] and options["engine"] not in ENGINES:
             raise CommandError(
                 f"Unknown engine {options['engine']!r}; known: {', '.join(sorted(ENGINES))} "
-                "(an engine is one file in reconstruction/engines/)."
+                "(an engine is one file in reconstruction/metric1/engines/)."
             )
         try:
             if options["engine"]:
@@ -153,7 +153,7 @@ class Command(BaseCommand):
         self._report(run, out)
 
     def _engine(self, options: dict) -> None:
-        from reconstruction.services.topk import topk_engine_plan, topk_evaluate_engine
+        from reconstruction.metric1.services import topk_engine_plan, topk_evaluate_engine
 
         engine = options["engine"]
         if options["sweep"] not in (None, "k"):

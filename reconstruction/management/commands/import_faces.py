@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from reconstruction.datasets import DEFAULT_SPLITS, DatasetLayoutError
+from reconstruction.faces.datasets import DEFAULT_SPLITS, DatasetLayoutError
 from reconstruction.services import ImportSummary, dataset_import
 
 LISTED = 20

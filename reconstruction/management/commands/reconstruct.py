@@ -21,7 +21,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         from reconstruction.methods import METHODS
-        from reconstruction.recognizers import RECOGNIZERS
+        from reconstruction.recognizers.registry import RECOGNIZERS
 
         parser.add_argument("--method", required=True, choices=sorted(METHODS))
         parser.add_argument("--dataset", required=True)

@@ -13,7 +13,7 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from reconstruction.engines.rekognition import RekognitionEngine
+        from reconstruction.metric1.engines.rekognition import RekognitionEngine
 
         try:
             engine = RekognitionEngine(

@@ -20,8 +20,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        from reconstruction.arcface import BACKBONES
-        from reconstruction.services.extractors import EXTRACTOR_PRESETS
+        from reconstruction.recognizers.arcface import BACKBONES
+        from reconstruction.recognizers.services import EXTRACTOR_PRESETS
 
         parser.add_argument("dataset", help="Name of an imported dataset (see import_faces).")
         parser.add_argument("--backbone", required=True, choices=sorted(BACKBONES))

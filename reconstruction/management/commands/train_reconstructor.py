@@ -24,7 +24,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         from reconstruction.methods import PARAMETRIC
         from reconstruction.methods.nbnet import PERCEPTUAL_MODES
-        from reconstruction.recognizers import RECOGNIZERS
+        from reconstruction.recognizers.registry import RECOGNIZERS
 
         parser.add_argument("--method", required=True, choices=sorted(PARAMETRIC))
         parser.add_argument("--dataset", required=True, help="Imported dataset name.")

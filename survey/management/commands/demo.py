@@ -189,7 +189,7 @@ class Command(BaseCommand):
         """The photos: --faces, else FVR_FACE_DATA, else LFW downloaded once into the cache."""
         if options["faces"] or settings.FVR_FACE_DATA or options["no_download"]:
             return demo_faces_root(faces=options["faces"], face_data=settings.FVR_FACE_DATA)
-        from reconstruction.downloads import LFW, DownloadError, archive_fetch
+        from reconstruction.faces.downloads import LFW, DownloadError, archive_fetch
 
         cache = Path(settings.FVR_DATA_CACHE)
         self.stdout.write(
@@ -222,7 +222,7 @@ class Command(BaseCommand):
             "2 CPU cores, reused afterwards; --photos-only takes seconds):"
         )
         from reconstruction.model_store import ModelStoreError
-        from reconstruction.study_builder import StudyBuildError
+        from reconstruction.studies.builder import StudyBuildError
 
         try:
             study = demo_pipeline_study_create(

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.files.storage import default_storage
 from PIL import Image
 
-from reconstruction import alignment
+from reconstruction.faces import alignment
 from reconstruction.models import Reconstruction
 
 logger = logging.getLogger(__name__)

@@ -30,8 +30,6 @@ from reconstruction.models import Embedding, FaceDataset, FaceImage
 
 __all__ = ["INPUTS", "EmbedError", "EmbedSummary", "InputSpec", "dataset_embed"]
 
-DLIB_CHIP_PADDING = 0.25  # dlib's default, the framing dlib-resnet was trained on
-
 
 class EmbedError(ValueError):
     """The embedding run cannot start (unknown dataset or recognizer, nothing imported)."""
@@ -105,9 +103,7 @@ def _decode_stored(name: str) -> np.ndarray:
 
 def _dlib_chip(image: FaceImage, root: Path) -> np.ndarray:
     """dlib's 150×150 chip of the image's face, cut from the source photo."""
-    import dlib
-
-    from reconstruction.alignment import UnreadableImageError, decode_rgb
+    from reconstruction.faces.alignment import UnreadableImageError, decode_rgb, dlib_chip
 
     try:
         data = (root / image.relative_path).read_bytes()
@@ -121,9 +117,7 @@ def _dlib_chip(image: FaceImage, root: Path) -> np.ndarray:
         pixels = decode_rgb(data)
     except UnreadableImageError as exc:
         raise InputError(str(exc)) from exc
-    parts = [dlib.point(round(x), round(y)) for x, y in image.dlib_landmarks]
-    shape = dlib.full_object_detection(dlib.rectangle(*(int(v) for v in image.box)), parts)
-    return dlib.get_face_chip(pixels, shape, size=150, padding=DLIB_CHIP_PADDING)
+    return dlib_chip(pixels, image.box, np.asarray(image.dlib_landmarks))
 
 
 def _input_loader(spec: InputSpec, dataset: FaceDataset) -> Callable[[FaceImage], np.ndarray]:
@@ -155,7 +149,7 @@ def dataset_embed(
     """
     from tqdm import tqdm
 
-    from reconstruction.recognizers import ARCFACE_RECOGNIZERS, RECOGNIZERS, get_recognizer
+    from reconstruction.recognizers.registry import ARCFACE_RECOGNIZERS, RECOGNIZERS, get_recognizer
 
     started = time.perf_counter()
     if batch_size < 1:

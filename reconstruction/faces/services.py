@@ -14,8 +14,8 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from reconstruction import alignment
-from reconstruction.datasets import (
+from reconstruction.faces import alignment
+from reconstruction.faces.datasets import (
     DEFAULT_SPLITS,
     dataset_scan,
     splits_assign,
@@ -28,7 +28,7 @@ from reconstruction.models import (
     Split,
     aligned_upload_to,
 )
-from reconstruction.services.storage import files_delete, png_bytes
+from reconstruction.storage import files_delete, png_bytes
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from reconstruction.engines import (
+from reconstruction.metric1.engines import (
     CallPlan,
     EngineError,
     EnrolSummary,

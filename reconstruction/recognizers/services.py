@@ -11,13 +11,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from reconstruction.models import FaceDataset, FaceImage, ReconstructorArtifact, Split
-from reconstruction.services.reconstructions import (
+from reconstruction.methods.services import (
     _artifact_store,
     _config_hash,
     _signed_unit,
     _stored_crops,
 )
+from reconstruction.models import FaceDataset, FaceImage, ReconstructorArtifact, Split
 
 EXTRACTOR_PRESETS = ("paper", "tiny")
 RUN_FILE = "run.json"  # beside the checkpoint: what the unfinished run was trained on
@@ -74,7 +74,7 @@ def extractor_config(
     tiny: the real backbone at 112×112 for a CPU test — batch 8, 2 epochs, lr 0.01 (a batch
     this small does not train stably at lr 0.1).
     """
-    from reconstruction.arcface import ExtractorConfig
+    from reconstruction.recognizers.arcface import ExtractorConfig
 
     if preset not in EXTRACTOR_PRESETS:
         raise ExtractorTrainError(
@@ -163,8 +163,8 @@ def extractor_train(
     """
     from django.conf import settings
 
-    from reconstruction.arcface import BACKBONES, train_extractor
-    from reconstruction.methods.training import (
+    from reconstruction.recognizers.arcface import BACKBONES, train_extractor
+    from reconstruction.training import (
         CheckpointMismatchError,
         config_dict,
         steps_per_epoch,

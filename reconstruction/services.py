@@ -4,14 +4,9 @@ One module per part of the pipeline; everything public is re-exported here, so c
 import from `reconstruction.services`.
 """
 
-from reconstruction.services.extractors import (
-    ExtractorTrainError,
-    ExtractorTrainSummary,
-    extractor_train,
-)
-from reconstruction.services.faces import ImportSummary, dataset_import
-from reconstruction.services.jobs import JobError, job_enqueue
-from reconstruction.services.reconstructions import (
+from reconstruction.faces.services import ImportSummary, dataset_import
+from reconstruction.jobs import JobError, job_enqueue
+from reconstruction.methods.services import (
     EMBEDDED_ALIGNED_INPUT,
     ReconstructorTrainError,
     ReconstructorTrainSummary,
@@ -21,8 +16,13 @@ from reconstruction.services.reconstructions import (
     reconstruction_create,
     reconstructor_train,
 )
-from reconstruction.services.studies import StudyBuildSummary, study_build
-from reconstruction.services.topk import topk_evaluate, topk_evaluate_engine
+from reconstruction.metric1.services import topk_evaluate, topk_evaluate_engine
+from reconstruction.recognizers.services import (
+    ExtractorTrainError,
+    ExtractorTrainSummary,
+    extractor_train,
+)
+from reconstruction.studies.services import StudyBuildSummary, study_build
 
 __all__ = [
     "EMBEDDED_ALIGNED_INPUT",

@@ -9,7 +9,7 @@ any adapter: it plans, enrols one gallery, searches each query once and scores e
 Adding an engine (e.g. Azure Face, whose identification API needs Microsoft's approval) is
 one file and one registry line:
 
-1. ``reconstruction/engines/azure.py``: a class with ``name``, ``max_k`` (the most results
+1. ``reconstruction/metric1/engines/azure.py``: a class with ``name``, ``max_k`` (the most results
    one search may return), ``default_threshold`` (the vendor's own default similarity
    threshold, used unless the user sets one), ``retries`` (throttled calls retried so far)
    and the four
@@ -156,7 +156,7 @@ def ranked_matrix(
 
 
 def _rekognition(**options: Any) -> Engine:
-    from reconstruction.engines.rekognition import RekognitionEngine
+    from reconstruction.metric1.engines.rekognition import RekognitionEngine
 
     return RekognitionEngine(**options)
 

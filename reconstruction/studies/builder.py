@@ -18,7 +18,7 @@ identity's best image instead (K distinct identities). `MATCH_SET_MODES` names b
   gives the included variant. With exclusion, a target whose identity has no other gallery
   photo could never be found, so it is not chosen.
 - Query: the reconstruction image (112×112, ArcFace framing) embedded with F' as
-  `reconstruction.recognizers.reconstruction_view` shows it to F' — the one view Metric 1,
+  `reconstruction.recognizers.registry.reconstruction_view` shows it to F' — the one view Metric 1,
   the bots and the benchmarks use too (dlib-resnet: the dlib chip cut with a fixed mean dlib
   shape in the ArcFace frame, the framing of its gallery's chips).
 
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from reconstruction.models import FaceDataset, FaceImage, Reconstruction, Split
 
 if TYPE_CHECKING:
-    from reconstruction.gallery import Gallery
+    from reconstruction.metric1.gallery import Gallery
 
 __all__ = [
     "GALLERY_SPLITS",
@@ -167,7 +167,7 @@ def gallery_enrol(
     k: int,
 ) -> Gallery:
     """F''s gallery: every ``required`` identity plus others drawn with ``seed`` (all: None)."""
-    from reconstruction.gallery import Gallery, stored_vectors
+    from reconstruction.metric1.gallery import Gallery, stored_vectors
 
     others = sorted(set(pool) - required)
     if identities is None:

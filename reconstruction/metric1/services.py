@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconstruction import alignment
-from reconstruction.engines import PAPER_ENGINE_K, PAPER_ENGINE_N
+from reconstruction.faces import alignment
+from reconstruction.metric1.engines import PAPER_ENGINE_K, PAPER_ENGINE_N
 from reconstruction.models import (
     FaceDataset,
     FaceImage,
@@ -21,7 +21,7 @@ from reconstruction.models import (
 )
 
 if TYPE_CHECKING:
-    from reconstruction.engines import CallPlan
+    from reconstruction.metric1.engines import CallPlan
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def _reconstruction_vectors(
     cached by image name in an .npz file (named by the weights and the view)."""
     import numpy as np
 
-    from reconstruction.recognizers import (
+    from reconstruction.recognizers.registry import (
         get_recognizer,
         reconstruction_embed,
         reconstruction_view_description,
@@ -131,16 +131,16 @@ def topk_evaluate(
     identities never enrol); each trial enrols N − 1 random distractor identities plus the
     query's true identity. Baselines: the original photo of each target ("photo") and a
     random other face of the pool ("random"). Reconstruction images are embedded in F' as
-    `reconstruction.recognizers.reconstruction_view` shows them (dlib-resnet: a dlib chip,
+    `reconstruction.recognizers.registry.reconstruction_view` shows them (dlib-resnet: a dlib chip,
     like its gallery) and cached in ``cache_dir``; gallery vectors are the stored Embedding
     rows.
     """
     import numpy as np
 
-    from reconstruction import metric1
-    from reconstruction.gallery import stored_vectors
+    from reconstruction.metric1 import scoring as metric1
+    from reconstruction.metric1.gallery import stored_vectors
     from reconstruction.models import TopKRun
-    from reconstruction.recognizers import get_recognizer, reconstruction_view_description
+    from reconstruction.recognizers.registry import get_recognizer, reconstruction_view_description
 
     started = time.perf_counter()
     source = FaceDataset.objects.get(name=dataset)
@@ -393,8 +393,8 @@ def topk_engine_plan(
     """
     import numpy as np
 
-    from reconstruction import metric1
-    from reconstruction.engines import get_engine
+    from reconstruction.metric1 import scoring as metric1
+    from reconstruction.metric1.engines import get_engine
 
     source = FaceDataset.objects.get(name=dataset)
     pool_rows = list(
@@ -502,7 +502,7 @@ def topk_evaluate_engine(
     baselines: bool = True,
     drop_other_targets: bool = False,
 ) -> Any:
-    """Metric 1 in a commercial engine (`reconstruction.engines`); files + a TopKRun.
+    """Metric 1 in a commercial engine (`reconstruction.metric1.engines`); files + a TopKRun.
 
     Defaults are the paper's: N = 5000, K = 5, the engine's own default threshold (None:
     the adapter's ``default_threshold``, Rekognition's 80), other targets' identities kept in
@@ -516,8 +516,8 @@ def topk_evaluate_engine(
     """
     import numpy as np
 
-    from reconstruction import metric1
-    from reconstruction.engines import GalleryImage, SearchResult, get_engine, ranked_matrix
+    from reconstruction.metric1 import scoring as metric1
+    from reconstruction.metric1.engines import GalleryImage, SearchResult, get_engine, ranked_matrix
     from reconstruction.models import TopKRun
 
     started = time.perf_counter()

@@ -344,7 +344,7 @@ def gallery_from_embeddings(
     Identity ids, image ids FaceImage ids. Missing or stale embeddings raise ValueError.
     """
     from reconstruction.models import FaceDataset, FaceImage
-    from reconstruction.recognizers import get_recognizer
+    from reconstruction.recognizers.registry import get_recognizer
 
     if isinstance(dataset, str):
         dataset = FaceDataset.objects.get(name=dataset)

@@ -54,6 +54,8 @@ CROP_SIZE = 160
 DETECTOR_NAME = "dlib-hog+68pt"
 DETECT_MAX_SIDE = 800  # shrink larger photos before HOG (speed); landmarks use full size
 UPSAMPLE_MAX_SIDE = 1024  # retry with 2× upsampling only for photos up to this size
+DLIB_CHIP_SIZE = 150  # dlib-resnet's input side
+DLIB_CHIP_PADDING = 0.25  # dlib's default, the framing dlib-resnet was trained on
 
 LEFT_EYE = slice(36, 42)
 RIGHT_EYE = slice(42, 48)
@@ -169,6 +171,20 @@ def central_face(detections: list[Detection], width: int, height: int) -> Detect
         return (((left + right) / 2 - cx) ** 2 + ((top + bottom) / 2 - cy) ** 2, -d.score)
 
     return min(detections, key=distance)
+
+
+def dlib_chip(image: np.ndarray, box: Box, points: np.ndarray) -> np.ndarray:
+    """dlib's 150×150 chip of the face in ``box`` with 5-point ``points`` (dlib's order; the
+    points are rounded to whole pixels, as dlib does): the one chip cutter of the project,
+    ``dlib.get_face_chip(image, shape, size=150, padding=0.25)``, dlib-resnet's framing."""
+    import dlib
+
+    parts = [dlib.point(round(x), round(y)) for x, y in np.asarray(points, dtype=np.float64)]
+    shape = dlib.full_object_detection(dlib.rectangle(*(int(v) for v in box)), parts)
+    chip = dlib.get_face_chip(
+        np.ascontiguousarray(image), shape, size=DLIB_CHIP_SIZE, padding=DLIB_CHIP_PADDING
+    )
+    return np.asarray(chip)
 
 
 def shape_points(image: np.ndarray, box: Box, *, points: int = 68) -> np.ndarray:

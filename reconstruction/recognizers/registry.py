@@ -32,14 +32,15 @@ embeddings ``(N, D)``; matching is cosine similarity.
   are resized to 150×150 first, and crops aligned to another template (e.g. ArcFace 112×112)
   work but lose accuracy. CPU only, not differentiable.
 
-- ``arcface-r50`` and ``arcface-effnet``: the torch backbones of ``reconstruction.arcface``
+- ``arcface-r50`` and ``arcface-effnet``: the torch backbones of
+  ``reconstruction.recognizers.arcface``
   (iresnet50, EfficientNet-B0), 512-D, fed the stored 112×112 ArcFace crop as RGB in [-1, 1]
   (insightface's ``(x / 255 − 0.5) / 0.5``). No weights ship: they need a ``.pth`` state dict
   (insightface's ``backbone.pth`` or a file written by ``train_extractor``), given as
   ``get_recognizer(name, weights=PATH)`` (``embed --weights PATH``); they are not in
   ``RECOGNIZERS``, which lists the recognizers usable without a file.
 
-The TF.js models run in PyTorch through ``reconstruction.networks.tfjs_graph`` and are
+The TF.js models run in PyTorch through ``reconstruction.recognizers.backbones.tfjs_graph`` and are
 differentiable (``network()``); weights come from ``reconstruction.model_store`` (npm,
 SHA-256 verified) and load lazily, once per process and device.
 """
@@ -58,8 +59,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reconstruction.faces.alignment import DLIB_CHIP_PADDING, DLIB_CHIP_SIZE, dlib_chip
 from reconstruction.model_store import TFJS_MODELS, sha256_file, tfjs_model_path
-from reconstruction.networks.tfjs_graph import TfjsGraph
+from reconstruction.recognizers.backbones.tfjs_graph import TfjsGraph
 
 __all__ = [
     "ARCFACE_RECOGNIZERS",
@@ -83,11 +85,9 @@ __all__ = [
 DeviceLike = str | torch.device
 
 ARCFACE_FRAME = 112  # side of the ArcFace template frame reconstructions are made in
-DLIB_CHIP_SIZE = 150
-DLIB_CHIP_PADDING = 0.25  # dlib's default, the framing dlib-resnet was trained on
 # dlib's 5-point shape (right eye outer, inner; left eye outer, inner; nose base) of a face
 # in the 112×112 ArcFace frame: the mean over 599 LFW photos (a seeded sample of 600, aligned
-# with `reconstruction.alignment`; per-point s.d. 1.3–2.3 px, the mean of half the sample
+# with `reconstruction.faces.alignment`; per-point s.d. 1.3–2.3 px, the mean of half the sample
 # within 0.15 px of it). A reconstruction has no photo to detect landmarks on, so dlib-resnet
 # sees it through this shape (dlib rounds the points to whole pixels).
 DLIB_SHAPE_IN_ARCFACE_FRAME = np.array(
@@ -271,20 +271,14 @@ def dlib_chips_in_arcface_frame(
 ) -> np.ndarray:
     """dlib's 150×150 chips (N, 150, 150, 3) of square faces in the ArcFace frame
     (N, S, S, 3), cut with one dlib 5-point ``shape`` given in the 112×112 frame (scaled to S)."""
-    import dlib
-
     pixels = _check_images(pixels)
     side = pixels.shape[1]
     if pixels.shape[2] != side:
         raise ValueError(f"expected square faces in the ArcFace frame, got {pixels.shape}")
     scaled = np.asarray(shape, dtype=np.float64) * (side / ARCFACE_FRAME)
-    parts = [dlib.point(round(x), round(y)) for x, y in scaled]
-    detection = dlib.full_object_detection(dlib.rectangle(0, 0, side - 1, side - 1), parts)
     out = np.empty((len(pixels), DLIB_CHIP_SIZE, DLIB_CHIP_SIZE, 3), dtype=np.uint8)
     for i, face in enumerate(pixels):
-        out[i] = dlib.get_face_chip(
-            np.ascontiguousarray(face), detection, size=DLIB_CHIP_SIZE, padding=DLIB_CHIP_PADDING
-        )
+        out[i] = dlib_chip(face, (0, 0, side - 1, side - 1), scaled)
     return out
 
 
@@ -293,7 +287,7 @@ def reconstruction_view(recognizer: str, pixels: np.ndarray) -> np.ndarray:
     the ArcFace frame (112 px as made, or a square rescale of it, e.g. the survey's 224 px).
 
     The input matches the framing of the same recognizer's photo embeddings
-    (`reconstruction.embedding.INPUTS`): ``dlib-resnet`` gets the dlib chip cut with
+    (`reconstruction.recognizers.embedding.INPUTS`): ``dlib-resnet`` gets the dlib chip cut with
     `DLIB_SHAPE_IN_ARCFACE_FRAME` (its photos are chips cut from their own landmarks); every
     other recognizer takes the ArcFace-frame image as it is (its photos are ArcFace crops).
     Metric 1, build_study, the bots and the benchmarks all go through this function.
@@ -397,7 +391,7 @@ class ArcFaceRecognizer:
                 f"no weights file at {path}: give a .pth state dict for {name} "
                 "(train one with `manage.py train_extractor`)"
             )
-        from reconstruction.arcface import load_backbone
+        from reconstruction.recognizers.arcface import load_backbone
 
         self.name = name
         self.path = path.resolve()

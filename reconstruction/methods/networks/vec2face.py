@@ -25,7 +25,7 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reconstruction.networks.layers import (
+from reconstruction.methods.networks.layers import (
     EqualizedConv2d,
     EqualizedLinear,
     MinibatchStdDev,

@@ -14,7 +14,7 @@ from reconstruction.models import (
     FaceImage,
     Reconstruction,
 )
-from reconstruction.services.storage import aligned_pixels_of, stored_bytes
+from reconstruction.storage import aligned_pixels_of, stored_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -65,13 +65,17 @@ def study_build(
     """Create a draft study whose match sets are F''s top-K for reconstructions made with F:
     Metric 1's image-level top-K by default, or ``match_sets="identity"`` (K distinct
     identities); each records its provenance, the mode under the key ``"match_sets"`` (plus
-    ``provenance_extra``, e.g. a demo preset). See `reconstruction.study_builder`."""
+    ``provenance_extra``, e.g. a demo preset). See `reconstruction.studies.builder`."""
     import secrets
 
     from tqdm import tqdm
 
-    from reconstruction.recognizers import RECOGNIZERS, get_recognizer, reconstruction_embed
-    from reconstruction.study_builder import (
+    from reconstruction.recognizers.registry import (
+        RECOGNIZERS,
+        get_recognizer,
+        reconstruction_embed,
+    )
+    from reconstruction.studies.builder import (
         GALLERY_SPLITS,
         MATCH_SET_MODES,
         StudyBuildError,

@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reconstruction.methods.training import (
+from reconstruction.recognizers.backbones.efficientnet import efficientnet_b0_face
+from reconstruction.recognizers.backbones.iresnet import iresnet50, load_state_dict_file
+from reconstruction.training import (
     DeviceLike,
     TrainResult,
     batch_indices,
@@ -38,8 +40,6 @@ from reconstruction.methods.training import (
     total_steps_for,
     world_info,
 )
-from reconstruction.networks.efficientnet import efficientnet_b0_face
-from reconstruction.networks.iresnet import iresnet50, load_state_dict_file
 
 __all__ = [
     "BACKBONES",

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 
-from reconstruction import alignment
+from reconstruction.faces import alignment
 from reconstruction.models import (
     Embedding,
     FaceDataset,
@@ -22,7 +22,7 @@ from reconstruction.models import (
     ReconstructorArtifact,
     Split,
 )
-from reconstruction.services.storage import files_delete, png_bytes
+from reconstruction.storage import files_delete, png_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def eigenbasis_train(
     """
     from dataclasses import asdict, replace
 
-    from reconstruction.eigenbasis import EigenBasisConfig, fit_eigenbasis
+    from reconstruction.methods.eigenbasis import EigenBasisConfig, fit_eigenbasis
 
     source = FaceDataset.objects.get(name=dataset)
     rows = list(
@@ -140,7 +140,7 @@ class ReconstructSummary:
 def _load_artifact(artifact: ReconstructorArtifact | None, device: str) -> Any:
     if artifact is None:
         return None
-    from reconstruction.eigenbasis import EigenBasis
+    from reconstruction.methods.eigenbasis import EigenBasis
 
     with artifact.file.open("rb") as handle:
         data = handle.read()
@@ -185,7 +185,7 @@ def reconstruction_create(
     from dataclasses import asdict
 
     from reconstruction.methods import get_method
-    from reconstruction.recognizers import get_recognizer
+    from reconstruction.recognizers.registry import get_recognizer
 
     entry = get_method(method)
     engine = get_recognizer(recognizer)
@@ -385,7 +385,8 @@ class ReconstructorTrainSummary:
 
 
 # Stored Embedding rows are reused only when F was fed the same 112×112 aligned crop that
-# `reconstruction_create` embeds targets from (the text `reconstruction.embedding` records).
+# `reconstruction_create` embeds targets from (the text `reconstruction.recognizers.embedding`
+# records).
 EMBEDDED_ALIGNED_INPUT = "input: stored 112x112 ArcFace crop (PNG) | "
 HISTORY_KEPT = 200  # loss-history windows kept in the artifact's metrics
 
@@ -490,9 +491,9 @@ def reconstructor_train(
     from django.conf import settings
 
     from reconstruction.methods import PARAMETRIC, parametric
-    from reconstruction.methods.training import config_dict
     from reconstruction.methods.vec2face import StudentConfig
-    from reconstruction.recognizers import get_recognizer
+    from reconstruction.recognizers.registry import get_recognizer
+    from reconstruction.training import config_dict
 
     started = time.perf_counter()
     if method not in PARAMETRIC:

@@ -1,0 +1,6 @@
+"""Stage 5, study building: from reconstructions to the survey's match sets.
+
+``builder`` chooses targets and enrols galleries (database reads only); ``services``
+(``study_build``) ranks each reconstruction's top-K and hands the match sets to the survey
+through its one entry point, `survey.matchsets.match_set_create`.
+"""
