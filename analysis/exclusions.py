@@ -105,25 +105,14 @@ def apply_exclusions(df: pd.DataFrame, config: ExclusionConfig) -> ExclusionResu
 
     if config.drop_duplicates:
         before = data
-        order = data.sort_values([c.PARTICIPANT, c.ANSWERED_AT, c.POSITION], kind="stable")
-        real = order[~order[c.IS_ATTENTION_CHECK]]
-        dup_index = real.index[real.duplicated([c.PARTICIPANT, c.MATCH_SET], keep="first")]
-        pos_dup = order.index[order.duplicated([c.PARTICIPANT, c.POSITION], keep="first")]
-        data = data.drop(index=dup_index.union(pos_dup))
+        data = _without_duplicates(data)
         steps.append(_step("duplicates", "repeat answers to a match set or position", before, data))
 
     if config.exclude_failed_attention:
-        attention = df[df[c.IS_ATTENTION_CHECK]]
-        failed = ~attention[c.ATTENTION_PASSED].fillna(True).astype(bool)
-        failed_counts = failed.groupby(attention[c.PARTICIPANT]).sum()
-        by_count = set(failed_counts.index[failed_counts >= config.max_attention_failures])
-        by_status = set(
-            df.loc[df[c.PARTICIPANT_STATUS] == c.STATUS_FAILED_ATTENTION, c.PARTICIPANT]
-        )
         drop_participants(
             "failed_attention",
             f"≥ {config.max_attention_failures} failed attention checks",
-            by_count | by_status,
+            _failed_attention(df, config.max_attention_failures),
         )
 
     if config.drop_attention_items:
@@ -144,28 +133,56 @@ def apply_exclusions(df: pd.DataFrame, config: ExclusionConfig) -> ExclusionResu
         drop_participants("flagged", description, who)
 
     if config.fast_fraction is not None:
-        totals = (
-            df[df[c.PARTICIPANT_STATUS] == c.STATUS_COMPLETED]
-            .groupby(c.PARTICIPANT)[c.PARTICIPANT_TOTAL_S]
-            .first()
-            .dropna()
-        )
-        if len(totals):
-            limit = config.fast_fraction * float(totals.median())
-            who = set(totals.index[totals < limit])
-            drop_participants(
-                "fast", f"total time < {config.fast_fraction:.3g} × median ({limit:.0f} s)", who
-            )
+        fast = _fast(df, config.fast_fraction)
+        if fast is not None:
+            drop_participants("fast", fast[1], fast[0])
 
     if config.exclude_same_confidence:
-        real = data[~data[c.IS_ATTENTION_CHECK]]
-        per = real.groupby(c.PARTICIPANT)[c.CONFIDENCE].agg(["nunique", "size"])
-        who = set(
-            per.index[(per["nunique"] == 1) & (per["size"] >= config.min_questions_same_confidence)]
-        )
+        who = _same_confidence(data, config.min_questions_same_confidence)
         drop_participants("same_confidence", "same confidence on every question", who)
 
     return ExclusionResult(data=data.reset_index(drop=True), steps=tuple(steps), removed=removed)
+
+
+def _without_duplicates(data: pd.DataFrame) -> pd.DataFrame:
+    """Keep each participant's first answer to a match set and to a position."""
+    order = data.sort_values([c.PARTICIPANT, c.ANSWERED_AT, c.POSITION], kind="stable")
+    real = order[~order[c.IS_ATTENTION_CHECK]]
+    dup_index = real.index[real.duplicated([c.PARTICIPANT, c.MATCH_SET], keep="first")]
+    pos_dup = order.index[order.duplicated([c.PARTICIPANT, c.POSITION], keep="first")]
+    return data.drop(index=dup_index.union(pos_dup))
+
+
+def _failed_attention(df: pd.DataFrame, max_failures: int) -> set[str]:
+    """Participants with ``max_failures`` failed checks, or ended by the survey for failing."""
+    attention = df[df[c.IS_ATTENTION_CHECK]]
+    failed = ~attention[c.ATTENTION_PASSED].fillna(True).astype(bool)
+    failed_counts = failed.groupby(attention[c.PARTICIPANT]).sum()
+    by_count = set(failed_counts.index[failed_counts >= max_failures])
+    by_status = set(df.loc[df[c.PARTICIPANT_STATUS] == c.STATUS_FAILED_ATTENTION, c.PARTICIPANT])
+    return by_count | by_status
+
+
+def _fast(df: pd.DataFrame, fraction: float) -> tuple[set[str], str] | None:
+    """Completed participants faster in total than ``fraction`` × the median (None: no totals)."""
+    totals = (
+        df[df[c.PARTICIPANT_STATUS] == c.STATUS_COMPLETED]
+        .groupby(c.PARTICIPANT)[c.PARTICIPANT_TOTAL_S]
+        .first()
+        .dropna()
+    )
+    if not len(totals):
+        return None
+    limit = fraction * float(totals.median())
+    who = set(totals.index[totals < limit])
+    return who, f"total time < {fraction:.3g} × median ({limit:.0f} s)"
+
+
+def _same_confidence(data: pd.DataFrame, min_questions: int) -> set[str]:
+    """Participants who gave one confidence rating on all of at least ``min_questions``."""
+    real = data[~data[c.IS_ATTENTION_CHECK]]
+    per = real.groupby(c.PARTICIPANT)[c.CONFIDENCE].agg(["nunique", "size"])
+    return set(per.index[(per["nunique"] == 1) & (per["size"] >= min_questions)])
 
 
 def _unverified(data: pd.DataFrame) -> tuple[set[str], str]:

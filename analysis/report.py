@@ -41,7 +41,7 @@ from analysis.estimates import fit_gee, method_accuracy, present_responses
 from analysis.exclusions import ExclusionConfig, apply_exclusions, speeder_summary
 from analysis.narrative import report_document
 from analysis.outcomes import add_outcomes, outcome_summary
-from analysis.power import power
+from analysis.power import PowerResult, power
 from analysis.variability import random_effect_sds
 
 INFERENCE = (
@@ -136,19 +136,7 @@ def build_report(
     excluded = apply_exclusions(data, config.exclusions)
     main = analyse(excluded.data, config)
     k = int(data[c.K].mode().iloc[0])
-    n_per_method = int(
-        excluded.data.groupby([c.PARTICIPANT, c.METHOD]).size().median()
-        if len(excluded.data)
-        else 5
-    )
-    faces = int(main["accuracy"]["n_faces"].median()) if len(main["accuracy"]) else 1
-    planned = power(
-        max(excluded.data[c.PARTICIPANT].nunique(), 3),
-        questions_per_method=max(n_per_method, 1),
-        faces_per_method=max(faces, 2),
-        chance=1 / k,
-        **_heterogeneity(main),
-    )
+    planned = _power_at_this_n(excluded.data, main, k)
     summary: dict[str, Any] = {
         "study": sorted(data[c.STUDY].astype(str).unique().tolist()),
         "k": k,
@@ -161,75 +149,108 @@ def build_report(
         "power_at_this_n": planned.as_dict(),
     }
     if config.sensitivity:
-        everyone = apply_exclusions(data, config.exclusions.sensitivity_variant())
-        present = present_responses(everyone.data)
-        crossed = fit_crossed(present)
-        sens = method_accuracy(
-            everyone.data,
-            level=config.confidence_level,
-            n_resamples=config.n_resamples,
-            seed=config.seed,
-            crossed=crossed,
-        )
-        summary["sensitivity"] = {
-            "exclusions": everyone.steps_table(),
-            "accuracy": sens,
-            "chance_tests": chance_tests_crossed(crossed, config.confidence_level),
-        }
-
+        summary["sensitivity"] = _sensitivity(data, config)
     figure_blocks: dict[str, doc.Figure] = {}
     if config.figures and len(excluded.data):
-        fig_dir = out_dir / "figures"
-        made = {
-            "accuracy": (
-                figures.plot_accuracy(main["participant_means"], main["accuracy"], k, fig_dir),
-                figures.FIG7_CAPTION,
-            ),
-            "confidence": (
-                figures.plot_confidence_bars(excluded.data, fig_dir),
-                "Confidence ratings (1 red … 5 green) by method, correct vs wrong answers "
-                "(target-present questions).",
-            ),
-            "calibration": (
-                figures.plot_calibration(main["calibration"], fig_dir),
-                "Accuracy at each confidence rating (Wilson 95% intervals; responses treated "
-                "as independent, so descriptive).",
-            ),
-            "contrasts": (
-                figures.plot_forest(main["contrasts"], fig_dir),
-                "Pairwise method contrasts: odds ratios with 95% CIs crossed over participants "
-                "and faces, and Holm-adjusted p-values.",
-            ),
-        }
-        for name, (paths, caption) in made.items():
-            figure_blocks[name] = doc.Figure(png=paths[0], svg=paths[1], caption=caption)
+        figure_blocks = _figures(main, excluded.data, k, out_dir / "figures")
         summary["figures"] = {
             name: [str(b.png.relative_to(out_dir)), str(b.svg.relative_to(out_dir))]
             for name, b in figure_blocks.items()
         }
-
-    long = data.copy()
-    analysed_keys = set(zip(excluded.data[c.PARTICIPANT], excluded.data[c.POSITION], strict=True))
-    long["analysed"] = [
-        (p, pos) in analysed_keys
-        for p, pos in zip(long[c.PARTICIPANT], long[c.POSITION], strict=True)
-    ]
-    long.to_csv(out_dir / "responses_long.csv", index=False)
-
+    _write_responses_long(data, excluded.data, out_dir)
     summary.update(extra or {})
     plain = _jsonable(summary)
-    (out_dir / "summary.json").write_text(
-        json.dumps(plain, indent=2, allow_nan=False), encoding="utf-8"
-    )
-    (out_dir / "config.json").write_text(
-        json.dumps(_jsonable(config.as_dict()), indent=2), encoding="utf-8"
-    )
+    _write_json(plain, config, out_dir)
     document = report_document(summary, main, figure_blocks, config, preface)
     for block in appendix:
         document.add(block)
     (out_dir / "report.md").write_text(doc.to_markdown(document, out_dir), encoding="utf-8")
     (out_dir / "report.html").write_text(doc.to_html(document), encoding="utf-8")
     return plain
+
+
+def _power_at_this_n(kept: pd.DataFrame, main: Mapping[str, Any], k: int) -> PowerResult:
+    """Power of the study's design at its analysed N, with its own heterogeneity if fitted."""
+    n_per_method = int(kept.groupby([c.PARTICIPANT, c.METHOD]).size().median() if len(kept) else 5)
+    faces = int(main["accuracy"]["n_faces"].median()) if len(main["accuracy"]) else 1
+    return power(
+        max(kept[c.PARTICIPANT].nunique(), 3),
+        questions_per_method=max(n_per_method, 1),
+        faces_per_method=max(faces, 2),
+        chance=1 / k,
+        **_heterogeneity(main),
+    )
+
+
+def _sensitivity(data: pd.DataFrame, config: AnalysisConfig) -> dict[str, Any]:
+    """The main accuracy estimates and chance tests again, with everyone included."""
+    everyone = apply_exclusions(data, config.exclusions.sensitivity_variant())
+    present = present_responses(everyone.data)
+    crossed = fit_crossed(present)
+    sens = method_accuracy(
+        everyone.data,
+        level=config.confidence_level,
+        n_resamples=config.n_resamples,
+        seed=config.seed,
+        crossed=crossed,
+    )
+    return {
+        "exclusions": everyone.steps_table(),
+        "accuracy": sens,
+        "chance_tests": chance_tests_crossed(crossed, config.confidence_level),
+    }
+
+
+def _figures(
+    main: Mapping[str, Any], kept: pd.DataFrame, k: int, fig_dir: Path
+) -> dict[str, doc.Figure]:
+    """Draw the report's figures into ``fig_dir``; their blocks by name."""
+    made = {
+        "accuracy": (
+            figures.plot_accuracy(main["participant_means"], main["accuracy"], k, fig_dir),
+            figures.FIG7_CAPTION,
+        ),
+        "confidence": (
+            figures.plot_confidence_bars(kept, fig_dir),
+            "Confidence ratings (1 red … 5 green) by method, correct vs wrong answers "
+            "(target-present questions).",
+        ),
+        "calibration": (
+            figures.plot_calibration(main["calibration"], fig_dir),
+            "Accuracy at each confidence rating (Wilson 95% intervals; responses treated "
+            "as independent, so descriptive).",
+        ),
+        "contrasts": (
+            figures.plot_forest(main["contrasts"], fig_dir),
+            "Pairwise method contrasts: odds ratios with 95% CIs crossed over participants "
+            "and faces, and Holm-adjusted p-values.",
+        ),
+    }
+    return {
+        name: doc.Figure(png=paths[0], svg=paths[1], caption=caption)
+        for name, (paths, caption) in made.items()
+    }
+
+
+def _write_responses_long(data: pd.DataFrame, kept: pd.DataFrame, out_dir: Path) -> None:
+    """responses_long.csv: every response with its derived columns and whether it was analysed."""
+    long = data.copy()
+    analysed_keys = set(zip(kept[c.PARTICIPANT], kept[c.POSITION], strict=True))
+    long["analysed"] = [
+        (p, pos) in analysed_keys
+        for p, pos in zip(long[c.PARTICIPANT], long[c.POSITION], strict=True)
+    ]
+    long.to_csv(out_dir / "responses_long.csv", index=False)
+
+
+def _write_json(plain: dict[str, Any], config: AnalysisConfig, out_dir: Path) -> None:
+    """summary.json (every number) and config.json (the settings)."""
+    (out_dir / "summary.json").write_text(
+        json.dumps(plain, indent=2, allow_nan=False), encoding="utf-8"
+    )
+    (out_dir / "config.json").write_text(
+        json.dumps(_jsonable(config.as_dict()), indent=2), encoding="utf-8"
+    )
 
 
 def _heterogeneity(main: Mapping[str, Any]) -> dict[str, float]:

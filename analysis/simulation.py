@@ -103,14 +103,44 @@ def _mean_expit(b: np.ndarray, sd: float) -> np.ndarray:
     return np.sum(QUAD_WEIGHTS * special.expit(b[..., None] + sd * QUAD_NODES), axis=-1)
 
 
+@dataclass(frozen=True)
+class _StudyDraws:
+    """The study-level draws every participant's answers depend on."""
+
+    identity_effect: np.ndarray  # (n_items,) logit-scale identity effects
+    n_true: np.ndarray  # (n_methods, n_items) true candidates per match set
+    true_ranks: list[list[tuple[int, ...]]]  # [method][item] ranks of the true candidates
+    intercepts: dict[str, float | None]
+    kinds: list[str]  # behaviour type per participant
+    participant_effect: np.ndarray  # (n_participants,)
+    conf_bias: np.ndarray  # (n_participants,)
+    conf_shift: dict[str, float]
+    offsets: np.ndarray  # (n_methods,) first item each method serves
+    present_counts: np.ndarray  # (n_methods, n_items) target-present answers, filled in
+
+
 def simulate_long_responses(config: SimulationConfig | None = None, seed: int = 0) -> pd.DataFrame:
     """Simulate one study's long export; truths in ``attrs["truth"]`` (see module docstring)."""
     cfg = config or SimulationConfig()
     rng = np.random.default_rng(seed)
+    draws = _study_draws(cfg, rng)
+    rows: list[dict[str, object]] = []
+    for i in range(cfg.n_participants):
+        rows += _participant_rows(i, draws, cfg, rng)
+    df = pd.DataFrame(rows, columns=list(c.EXPORT_COLUMNS))
+    df[c.ATTENTION_PASSED] = df[c.ATTENTION_PASSED].astype("boolean")
+    df.attrs["truth"] = _truth(
+        cfg, draws.intercepts, draws.identity_effect, draws.n_true, draws.present_counts
+    )
+    df.attrs["seed"] = seed
+    return df
+
+
+def _study_draws(cfg: SimulationConfig, rng: np.random.Generator) -> _StudyDraws:
+    """Items, intercepts and participant effects, drawn in a fixed order."""
     methods = cfg.methods
     n_items, k = cfg.items_per_method, cfg.k
     total_sd = float(np.hypot(cfg.participant_sd, cfg.identity_sd))
-
     identity_effect = rng.normal(0.0, cfg.identity_sd, n_items)
     # Per method and item: how many of the K candidates are true, and which ranks.
     n_true = np.where(
@@ -126,119 +156,159 @@ def simulate_long_responses(config: SimulationConfig | None = None, seed: int = 
         name: (logit_intercept(acc, total_sd) if acc is not None else None)
         for name, acc in cfg.accuracies
     }
-
     kinds = _participant_kinds(cfg, rng)
     participant_effect = rng.normal(0.0, cfg.participant_sd, cfg.n_participants)
     conf_bias = rng.normal(0.0, 0.7, cfg.n_participants)
     conf_shift = dict(zip(methods, rng.normal(0.5, 0.3, len(methods)), strict=True))
     offsets = rng.integers(0, n_items, len(methods))
-    present_counts = np.zeros((len(methods), n_items))
+    return _StudyDraws(
+        identity_effect=identity_effect,
+        n_true=n_true,
+        true_ranks=true_ranks,
+        intercepts=intercepts,
+        kinds=kinds,
+        participant_effect=participant_effect,
+        conf_bias=conf_bias,
+        conf_shift=conf_shift,
+        offsets=offsets,
+        present_counts=np.zeros((len(methods), n_items)),
+    )
 
+
+def _question_order(
+    i: int, draws: _StudyDraws, cfg: SimulationConfig, rng: np.random.Generator
+) -> list[tuple[int, int] | None]:
+    """Participant ``i``'s (method, item) questions, shuffled, with attention items (None)."""
+    questions = [
+        (j, int((draws.offsets[j] + i * cfg.questions_per_method + q) % cfg.items_per_method))
+        for j in range(len(cfg.methods))
+        for q in range(cfg.questions_per_method)
+    ]
+    order: list[tuple[int, int] | None] = [questions[q] for q in rng.permutation(len(questions))]
+    for _ in range(cfg.attention_items):
+        order.insert(int(rng.integers(1, len(order) + 1)), None)
+    return order
+
+
+def _participant_rows(
+    i: int, draws: _StudyDraws, cfg: SimulationConfig, rng: np.random.Generator
+) -> list[dict[str, object]]:
+    """One participant's responses, from the first question to completion or leaving."""
+    kind = draws.kinds[i]
+    pid = f"P{i:04d}"
+    order = _question_order(i, draws, cfg, rng)
+    stop_at = len(order)
+    status = c.STATUS_COMPLETED
+    if rng.random() < cfg.returned_share:
+        stop_at = int(rng.integers(1, len(order)))
+        status = c.STATUS_RETURNED
+    fixed_conf = int(rng.integers(1, 6))
+    clock = _START + timedelta(minutes=float(rng.uniform(0, 600)))
+    consent_at = clock
+    clock += timedelta(seconds=float(rng.uniform(40, 120)))  # consent, demographics, intro
+    failures = 0
     rows: list[dict[str, object]] = []
-    for i in range(cfg.n_participants):
-        kind = kinds[i]
-        pid = f"P{i:04d}"
-        questions = [
-            (j, int((offsets[j] + i * cfg.questions_per_method + q) % n_items))
-            for j in range(len(methods))
-            for q in range(cfg.questions_per_method)
-        ]
-        order: list[tuple[int, int] | None] = [
-            questions[q] for q in rng.permutation(len(questions))
-        ]
-        for _ in range(cfg.attention_items):
-            order.insert(int(rng.integers(1, len(order) + 1)), None)
-        stop_at = len(order)
-        status = c.STATUS_COMPLETED
-        if rng.random() < cfg.returned_share:
-            stop_at = int(rng.integers(1, len(order)))
-            status = c.STATUS_RETURNED
-        fixed_conf = int(rng.integers(1, 6))
-        clock = _START + timedelta(minutes=float(rng.uniform(0, 600)))
-        consent_at = clock
-        clock += timedelta(seconds=float(rng.uniform(40, 120)))  # consent, demographics, intro
-        failures = 0
-        first_row = len(rows)
-        for pos, item in enumerate(order[:stop_at], start=1):
-            fast = kind == "speeder"
-            duration = float(rng.lognormal(np.log(2.0 if fast else 12.0), 0.4))
-            served = clock
-            clock += timedelta(seconds=duration)
-            row: dict[str, object] = {
-                c.PARTICIPANT: pid,
-                c.STUDY: cfg.study,
-                c.POSITION: pos,
-                c.K: k,
-                c.SERVED_AT: served.isoformat(),
-                c.ANSWERED_AT: clock.isoformat(),
-                c.DURATION_S: duration,
-                c.IS_FAST: duration < 3.0,
-            }
-            if item is None:
-                pass_rate = 0.3 if kind in ("inattentive", "guesser") else cfg.attention_pass_rate
-                passed = bool(rng.random() < pass_rate)
-                failures += not passed
-                picks = (3,) if passed else (int(rng.integers(1, k + 1)),)
-                row.update(
-                    {
-                        c.METHOD: methods[int(rng.integers(len(methods)))],
-                        c.MATCH_SET: "attention",
-                        c.TARGET_IDENTITY: "attention",
-                        c.IS_ATTENTION_CHECK: True,
-                        c.ATTENTION_PASSED: passed,
-                        c.N_TRUE: 0,
-                        c.CONFIDENCE: 5 if passed else int(rng.integers(1, 6)),
-                    }
-                )
-                _fill_picks(row, picks, ())
-                rows.append(row)
-                if failures >= cfg.max_attention_failures:
-                    status = c.STATUS_FAILED_ATTENTION
-                    break
-                continue
-            j, t = item
-            method = methods[j]
-            truth = true_ranks[j][t]
-            if truth:
-                present_counts[j, t] += 1
-            picks = _answer(
-                kind, intercepts[method], participant_effect[i], identity_effect[t], truth, cfg, rng
-            )
-            correct = bool(set(picks) & set(truth))
-            latent = (
-                conf_shift[method]
-                + cfg.confidence_slope * correct
-                + conf_bias[i]
-                + rng.logistic(0.0, 1.0)
-            )
-            confidence = int(np.searchsorted(_CONF_THRESHOLDS, latent) + 1)
-            if kind in ("straightliner", "tick_all"):
-                confidence = fixed_conf
-            row.update(
-                {
-                    c.METHOD: method,
-                    c.MATCH_SET: f"{method}-{t:03d}",
-                    c.TARGET_IDENTITY: f"id{t:03d}",
-                    c.IS_ATTENTION_CHECK: False,
-                    c.ATTENTION_PASSED: pd.NA,
-                    c.N_TRUE: len(truth),
-                    c.CONFIDENCE: confidence,
-                }
-            )
-            _fill_picks(row, picks, truth)
-            rows.append(row)
-        finished = status == c.STATUS_COMPLETED
-        total = (clock - consent_at).total_seconds() + 20.0 if finished else np.nan
-        for row in rows[first_row:]:
-            if row[c.PARTICIPANT] == pid:
-                row[c.PARTICIPANT_STATUS] = status
-                row[c.PARTICIPANT_TOTAL_S] = total
+    for pos, item in enumerate(order[:stop_at], start=1):
+        fast = kind == "speeder"
+        duration = float(rng.lognormal(np.log(2.0 if fast else 12.0), 0.4))
+        served = clock
+        clock += timedelta(seconds=duration)
+        row: dict[str, object] = {
+            c.PARTICIPANT: pid,
+            c.STUDY: cfg.study,
+            c.POSITION: pos,
+            c.K: cfg.k,
+            c.SERVED_AT: served.isoformat(),
+            c.ANSWERED_AT: clock.isoformat(),
+            c.DURATION_S: duration,
+            c.IS_FAST: duration < 3.0,
+        }
+        rows.append(row)
+        if item is None:
+            failures += not _fill_attention(row, kind, cfg, rng)
+            if failures >= cfg.max_attention_failures:
+                status = c.STATUS_FAILED_ATTENTION
+                break
+            continue
+        _fill_question(row, i, item, fixed_conf, draws, cfg, rng)
+    finished = status == c.STATUS_COMPLETED
+    total = (clock - consent_at).total_seconds() + 20.0 if finished else np.nan
+    for row in rows:
+        row[c.PARTICIPANT_STATUS] = status
+        row[c.PARTICIPANT_TOTAL_S] = total
+    return rows
 
-    df = pd.DataFrame(rows, columns=list(c.EXPORT_COLUMNS))
-    df[c.ATTENTION_PASSED] = df[c.ATTENTION_PASSED].astype("boolean")
-    df.attrs["truth"] = _truth(cfg, intercepts, identity_effect, n_true, present_counts)
-    df.attrs["seed"] = seed
-    return df
+
+def _fill_attention(
+    row: dict[str, object], kind: str, cfg: SimulationConfig, rng: np.random.Generator
+) -> bool:
+    """Answer an attention item into ``row``; whether it was passed."""
+    methods, k = cfg.methods, cfg.k
+    pass_rate = 0.3 if kind in ("inattentive", "guesser") else cfg.attention_pass_rate
+    passed = bool(rng.random() < pass_rate)
+    picks = (3,) if passed else (int(rng.integers(1, k + 1)),)
+    row.update(
+        {
+            c.METHOD: methods[int(rng.integers(len(methods)))],
+            c.MATCH_SET: "attention",
+            c.TARGET_IDENTITY: "attention",
+            c.IS_ATTENTION_CHECK: True,
+            c.ATTENTION_PASSED: passed,
+            c.N_TRUE: 0,
+            c.CONFIDENCE: 5 if passed else int(rng.integers(1, 6)),
+        }
+    )
+    _fill_picks(row, picks, ())
+    return passed
+
+
+def _fill_question(
+    row: dict[str, object],
+    i: int,
+    item: tuple[int, int],
+    fixed_conf: int,
+    draws: _StudyDraws,
+    cfg: SimulationConfig,
+    rng: np.random.Generator,
+) -> None:
+    """Answer participant ``i``'s question on ``item`` (method, item index) into ``row``."""
+    kind = draws.kinds[i]
+    j, t = item
+    method = cfg.methods[j]
+    truth = draws.true_ranks[j][t]
+    if truth:
+        draws.present_counts[j, t] += 1
+    picks = _answer(
+        kind,
+        draws.intercepts[method],
+        draws.participant_effect[i],
+        draws.identity_effect[t],
+        truth,
+        cfg,
+        rng,
+    )
+    correct = bool(set(picks) & set(truth))
+    latent = (
+        draws.conf_shift[method]
+        + cfg.confidence_slope * correct
+        + draws.conf_bias[i]
+        + rng.logistic(0.0, 1.0)
+    )
+    confidence = int(np.searchsorted(_CONF_THRESHOLDS, latent) + 1)
+    if kind in ("straightliner", "tick_all"):
+        confidence = fixed_conf
+    row.update(
+        {
+            c.METHOD: method,
+            c.MATCH_SET: f"{method}-{t:03d}",
+            c.TARGET_IDENTITY: f"id{t:03d}",
+            c.IS_ATTENTION_CHECK: False,
+            c.ATTENTION_PASSED: pd.NA,
+            c.N_TRUE: len(truth),
+            c.CONFIDENCE: confidence,
+        }
+    )
+    _fill_picks(row, picks, truth)
 
 
 def _participant_kinds(cfg: SimulationConfig, rng: np.random.Generator) -> list[str]:

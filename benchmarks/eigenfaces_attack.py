@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from reconstruction.faces import alignment
+from reconstruction.faces.datasets import identity_photos
 from reconstruction.methods.eigenbasis import EigenBasis, EigenBasisConfig, fit_eigenbasis
 from reconstruction.methods.eigenfaces import EigenfacesConfig, reconstruct
 from reconstruction.metric1.gallery import Gallery
@@ -51,10 +52,7 @@ from reconstruction.recognizers.registry import get_recognizer, reconstruction_e
 
 def lfw_identities(root: Path) -> dict[str, list[Path]]:
     """Identity name → its sorted photos."""
-    return {
-        folder.name: sorted(folder.glob("*.jpg"))
-        for folder in sorted(p for p in root.iterdir() if p.is_dir())
-    }
+    return identity_photos(root)
 
 
 @dataclass

@@ -35,9 +35,11 @@ def lfw_with_ten(lfw: Path, workdir: Path) -> Path:
     """A folder of links to the LFW identities with exactly 10 photos."""
     root = workdir / "lfw-10"
     root.mkdir(parents=True, exist_ok=True)
-    for folder in sorted(p for p in lfw.iterdir() if p.is_dir()):
-        if len(list(folder.glob("*.jpg"))) == 10 and not (root / folder.name).exists():
-            (root / folder.name).symlink_to(folder.resolve(), target_is_directory=True)
+    from reconstruction.faces.datasets import identity_photos
+
+    for name, files in identity_photos(lfw).items():
+        if len(files) == 10 and not (root / name).exists():
+            (root / name).symlink_to((lfw / name).resolve(), target_is_directory=True)
     return root
 
 

@@ -170,7 +170,7 @@ def main() -> None:
         print(f"{stage}: {seconds:.1f} s")
     if args.prepare_only:
         return
-    from reconstruction.metric1 import scoring as metric1
+    from reconstruction.metric1 import report
     from reconstruction.services import topk_evaluate
 
     out = args.workdir / "results"
@@ -194,9 +194,9 @@ def main() -> None:
             if tpr is not None:
                 print(f"  {group:10s} tpr {100 * tpr:5.1f}%  fpr {100 * fpr:5.1f}%  (N=1000, K=25)")
     rows = [{k: (float("nan") if v is None else v) for k, v in r.items()} for r in all_rows]
-    metric1.write_csv(rows, out / "metric1_all.csv")
-    metric1.write_markdown(rows, out / "metric1_all.md", title="Metric 1 on LFW (all F')")
-    metric1.write_plots(rows, out, stem="metric1_all")
+    report.write_csv(rows, out / "metric1_all.csv")
+    report.write_markdown(rows, out / "metric1_all.md", title="Metric 1 on LFW (all F')")
+    report.write_plots(rows, out, stem="metric1_all")
     print(f"sweeps: {time.perf_counter() - started:.1f} s; files in {out}")
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from reconstruction.methods import naive, nbnet, vec2face
+from reconstruction.methods import naive, nbnet, parametric, vec2face
 
 BENCH_CONFIGS = {
     # 80×80 output (four blocks), 1/8 of the widths, 8 epochs.
@@ -77,14 +77,16 @@ def load_faces(root: Path, out: Path, train_faces: int, targets: int) -> dict[st
     if cache.is_file():
         return dict(np.load(cache))
     from reconstruction.faces.alignment import align_face, decode_rgb
+    from reconstruction.faces.datasets import identity_photos
 
-    identities = sorted(p.name for p in root.iterdir() if p.is_dir())
+    photos = identity_photos(root)
+    identities = sorted(photos)
     data: dict[str, np.ndarray] = {}
     for split, per, limit in (("test", 1, targets), ("train", 3, train_faces)):
         chosen = [i for i in identities if (_bucket(i) == 0) == (split == "test")]
         a112, a160 = [], []
         for ident in chosen:
-            for path in sorted((root / ident).glob("*.jpg"))[:per]:
+            for path in photos[ident][:per]:
                 face = align_face(decode_rgb(path.read_bytes())).face
                 if face is not None:
                     a112.append(face.aligned)
@@ -151,7 +153,7 @@ def main() -> None:
 
     for method in args.methods.split(","):
         config = BENCH_CONFIGS[method]
-        module = {"nbnet": nbnet, "naive": naive, "vec2face": vec2face}[method]
+        module = parametric.MODULES[method]
         size = 160 if method == "nbnet" else 112  # methods resize to their output size
         images = to_signed(data[f"train{size}"])
         kwargs: dict[str, object] = {}

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from reconstruction.faces import alignment
+from reconstruction.faces.datasets import identity_photos
 from reconstruction.recognizers.registry import RECOGNIZERS, get_recognizer
 
 CENTRE_BOX = (70, 70, 180, 180)  # fallback face box in a 250×250 LFW photo
@@ -46,12 +47,7 @@ class Photo:
 
 def lfw_identities(root: Path, count: int) -> dict[str, list[Path]]:
     """Identities with exactly ``count`` photos, sorted, with their sorted files."""
-    out = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(folder.glob("*.jpg"))
-        if len(files) == count:
-            out[folder.name] = files
-    return out
+    return {name: files for name, files in identity_photos(root).items() if len(files) == count}
 
 
 def align(paths: dict[str, list[Path]]) -> tuple[list[Photo], int]:

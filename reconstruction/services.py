@@ -6,15 +6,17 @@ import from `reconstruction.services`.
 
 from reconstruction.faces.services import ImportSummary, dataset_import
 from reconstruction.jobs import JobError, job_enqueue
-from reconstruction.methods.services import (
+from reconstruction.methods.reconstructor_training import (
     EMBEDDED_ALIGNED_INPUT,
     ReconstructorTrainError,
     ReconstructorTrainSummary,
+    reconstructor_train,
+)
+from reconstruction.methods.services import (
     ReconstructSummary,
     eigenbasis_train,
     reconstruct_targets,
     reconstruction_create,
-    reconstructor_train,
 )
 from reconstruction.metric1.services import topk_evaluate, topk_evaluate_engine
 from reconstruction.recognizers.services import (

@@ -181,6 +181,11 @@ def prepare_images(images: Tensor, size: int) -> Tensor:
     return images
 
 
+def signed_unit(pixels: Any) -> Tensor:
+    """uint8 (N, S, S, 3) -> float tensor (N, 3, S, S) in [-1, 1]."""
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
+
+
 def steps_per_epoch(n_samples: int, batch_size: int) -> int:
     """Full batches per epoch (the last partial batch is dropped; ≥ 1)."""
     return max(1, n_samples // batch_size)
@@ -220,6 +225,58 @@ def _unwrap(module: nn.Module) -> nn.Module:
     return module.module if hasattr(module, "module") else module  # DDP / DataParallel
 
 
+@dataclass
+class _Checkpoint:
+    """A run's checkpoint file: what it restores on resume and writes every so often."""
+
+    path: Path | None
+    run_meta: dict[str, Any]
+    modules: Mapping[str, nn.Module]
+    optimizers: Mapping[str, torch.optim.Optimizer]
+    schedulers: Mapping[str, torch.optim.lr_scheduler.LRScheduler]
+    is_main_process: bool
+
+    def resume(self) -> tuple[int, list[dict[str, float]]]:
+        """Restore modules, optimisers, schedulers and RNG from the file if there is one;
+        returns (first step to run, loss history so far)."""
+        if self.path is None or not self.path.is_file():
+            return 0, []
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        if state["meta"] != self.run_meta:
+            changed = sorted(
+                k
+                for k in set(state["meta"]) | set(self.run_meta)
+                if state["meta"].get(k) != self.run_meta.get(k)
+            )
+            raise CheckpointMismatchError(
+                f"{self.path} was written by a different run (differs in: {', '.join(changed)}); "
+                "use another checkpoint_dir or delete it"
+            )
+        for name, module in self.modules.items():
+            _unwrap(module).load_state_dict(state["modules"][name])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        for name, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(state["schedulers"][name])
+        _set_rng_state(state["rng"])
+        return int(state["step"]), list(state["history"])
+
+    def save(self, step: int, history: list[dict[str, float]]) -> None:
+        """Write the state after ``step`` steps (the main process only)."""
+        if self.path is None or not self.is_main_process:
+            return
+        payload = {
+            "step": step,
+            "meta": self.run_meta,
+            "modules": {n: _unwrap(m).state_dict() for n, m in self.modules.items()},
+            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+            "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
+            "rng": _rng_state(),
+            "history": history,
+        }
+        _save_atomic(payload, self.path)
+
+
 def run_training(
     *,
     modules: Mapping[str, nn.Module],
@@ -247,47 +304,10 @@ def run_training(
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
-    start_step = 0
-    history: list[dict[str, float]] = []
     path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if path is not None and path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state["meta"] != run_meta:
-            changed = sorted(
-                k
-                for k in set(state["meta"]) | set(run_meta)
-                if state["meta"].get(k) != run_meta.get(k)
-            )
-            raise CheckpointMismatchError(
-                f"{path} was written by a different run (differs in: {', '.join(changed)}); "
-                "use another checkpoint_dir or delete it"
-            )
-        for name, module in modules.items():
-            _unwrap(module).load_state_dict(state["modules"][name])
-        for name, optimizer in optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][name])
-        for name, scheduler in schedulers.items():
-            scheduler.load_state_dict(state["schedulers"][name])
-        _set_rng_state(state["rng"])
-        start_step = int(state["step"])
-        history = list(state["history"])
-
+    checkpoint = _Checkpoint(path, run_meta, modules, optimizers, schedulers, is_main_process)
+    start_step, history = checkpoint.resume()
     end_step = total_steps if max_steps is None else min(total_steps, max_steps)
-
-    def save(step: int) -> None:
-        if path is None or not is_main_process:
-            return
-        payload = {
-            "step": step,
-            "meta": run_meta,
-            "modules": {n: _unwrap(m).state_dict() for n, m in modules.items()},
-            "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
-            "schedulers": {n: s.state_dict() for n, s in schedulers.items()},
-            "rng": _rng_state(),
-            "history": history,
-        }
-        _save_atomic(payload, path)
-
     for module in modules.values():
         module.train()
     started = time.perf_counter()
@@ -300,7 +320,6 @@ def run_training(
         disable=not (progress and is_main_process),
         dynamic_ncols=True,
     )
-    step = start_step
     try:
         for step in range(start_step, end_step):
             losses = step_fn(step)
@@ -315,16 +334,15 @@ def run_training(
             bar.update(1)
             now = time.perf_counter()
             if done % checkpoint_every == 0 or now - last_save > checkpoint_seconds:
-                save(done)
+                checkpoint.save(done, history)
                 last_save = now
-        step = end_step
         if end_step > start_step or (path is not None and not path.is_file()):
-            save(end_step)
+            checkpoint.save(end_step, history)
     finally:
         bar.close()
     for module in modules.values():
         module.eval()
-    return TrainingRun(start_step, step, history, path, time.perf_counter() - started)
+    return TrainingRun(start_step, end_step, history, path, time.perf_counter() - started)
 
 
 def save_model_file(

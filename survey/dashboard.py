@@ -95,6 +95,42 @@ def _median(values: list[float]) -> float | None:
 def study_dashboard(*, study: Study, now: datetime | None = None) -> dict[str, Any]:
     """Every figure of the study's live dashboard, as JSON-ready values."""
     now = now or timezone.now()
+    people = _people(study, now)
+    by_status = Counter(p["status"] for p in people)
+    counts = [
+        {"status": value, "label": label, "n": by_status.get(value, 0)}
+        for value, label in Participant.Status.choices
+    ]
+    completed = [
+        p for p in people if p["status"] == Participant.Status.COMPLETED and p["finished_at"]
+    ]
+    responses = _responses(study)
+    real = [r for r in responses if not r["assignment__is_attention_check"]]
+    checks = [r for r in responses if r["assignment__is_attention_check"]]
+    durations = [(r["answered_at"] - r["served_at"]).total_seconds() for r in real]
+    totals = [(p["finished_at"] - p["entered_at"]).total_seconds() for p in completed]
+    return {
+        "study": study.slug,
+        "generated_at": now.isoformat(),
+        "participants": len(people),
+        "responses": len(real),
+        "counts": counts,
+        "timeline": _timeline(
+            [p["entered_at"] for p in people],
+            [p["finished_at"] for p in completed],
+            # A live study's axis runs to now; a closed one's ends at its last event.
+            now if study.status == Study.Status.OPEN else (study.closed_at or now),
+        ),
+        "median_seconds_per_question": _median(durations),
+        "median_minutes_per_participant": _median([t / 60 for t in totals]),
+        "attention": _attention(checks, by_status),
+        "speeders": _speeders(study, real),
+        "accuracy": _accuracy(study, real, people),
+    }
+
+
+def _people(study: Study, now: datetime) -> list[dict]:
+    """The study's participants (status, times, failed checks), those out of time as timed out."""
     people = list(
         Participant.objects.filter(study=study).values(
             "pk", "status", "entered_at", "finished_at", "attention_failures"
@@ -106,17 +142,12 @@ def study_dashboard(*, study: Study, now: datetime | None = None) -> dict[str, A
     for p in people:
         if p["status"] == Participant.Status.ACTIVE and p["entered_at"] <= late_entry:
             p["status"] = Participant.Status.TIMED_OUT
-    by_status = Counter(p["status"] for p in people)
-    counts = [
-        {"status": value, "label": label, "n": by_status.get(value, 0)}
-        for value, label in Participant.Status.choices
-    ]
-    completed_at = [
-        p["finished_at"]
-        for p in people
-        if p["status"] == Participant.Status.COMPLETED and p["finished_at"]
-    ]
-    responses = list(
+    return people
+
+
+def _responses(study: Study) -> list[dict]:
+    """The study's answers, with their question's method and match set."""
+    return list(
         Response.objects.filter(participant__study=study).values(
             "participant_id",
             "assignment__is_attention_check",
@@ -129,50 +160,34 @@ def study_dashboard(*, study: Study, now: datetime | None = None) -> dict[str, A
             match_set_id=F("assignment__match_set_id"),
         )
     )
-    real = [r for r in responses if not r["assignment__is_attention_check"]]
-    checks = [r for r in responses if r["assignment__is_attention_check"]]
-    durations = [(r["answered_at"] - r["served_at"]).total_seconds() for r in real]
-    totals = [
-        (p["finished_at"] - p["entered_at"]).total_seconds()
-        for p in people
-        if p["status"] == Participant.Status.COMPLETED and p["finished_at"]
-    ]
+
+
+def _attention(checks: list[dict], by_status: Counter) -> dict[str, Any]:
+    """Failed checks / answered checks, and the share of participants checked who failed."""
     failed_checks = sum(r["attention_passed"] is False for r in checks)
     reached_checks = {r["participant_id"] for r in checks}
+    return {
+        "checks_answered": len(checks),
+        "checks_failed": failed_checks,
+        "failure_rate": failed_checks / len(checks) if checks else None,
+        "participants_checked": len(reached_checks),
+        "participants_failed": by_status.get(Participant.Status.FAILED_ATTENTION, 0),
+        "participant_failure_rate": (
+            by_status.get(Participant.Status.FAILED_ATTENTION, 0) / len(reached_checks)
+            if reached_checks
+            else None
+        ),
+    }
+
+
+def _speeders(study: Study, real: list[dict]) -> dict[str, Any]:
+    """Answers faster than the study's speeder threshold, and who gave them."""
     fast = [r for r in real if r["is_fast"]]
     return {
-        "study": study.slug,
-        "generated_at": now.isoformat(),
-        "participants": len(people),
-        "responses": len(real),
-        "counts": counts,
-        "timeline": _timeline(
-            [p["entered_at"] for p in people],
-            completed_at,
-            # A live study's axis runs to now; a closed one's ends at its last event.
-            now if study.status == Study.Status.OPEN else (study.closed_at or now),
-        ),
-        "median_seconds_per_question": _median(durations),
-        "median_minutes_per_participant": _median([t / 60 for t in totals]),
-        "attention": {
-            "checks_answered": len(checks),
-            "checks_failed": failed_checks,
-            "failure_rate": failed_checks / len(checks) if checks else None,
-            "participants_checked": len(reached_checks),
-            "participants_failed": by_status.get(Participant.Status.FAILED_ATTENTION, 0),
-            "participant_failure_rate": (
-                by_status.get(Participant.Status.FAILED_ATTENTION, 0) / len(reached_checks)
-                if reached_checks
-                else None
-            ),
-        },
-        "speeders": {
-            "threshold_seconds": study.speeder_seconds,
-            "fast_answers": len(fast),
-            "fast_share": len(fast) / len(real) if real else None,
-            "participants_with_fast_answers": len({r["participant_id"] for r in fast}),
-        },
-        "accuracy": _accuracy(study, real, people),
+        "threshold_seconds": study.speeder_seconds,
+        "fast_answers": len(fast),
+        "fast_share": len(fast) / len(real) if real else None,
+        "participants_with_fast_answers": len({r["participant_id"] for r in fast}),
     }
 
 

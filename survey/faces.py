@@ -52,8 +52,3 @@ def candidate_faces(*match_sets: MatchSet) -> list[tuple[CandidateFace, ...]]:
             if faces[i]:  # never remember a match set seen without its candidates
                 _kept[key] = faces[i]
     return faces
-
-
-def candidate_faces_forget() -> None:
-    """Empty this process's store (tests that rewrite a match set's candidates in place)."""
-    _kept.clear()

@@ -23,7 +23,6 @@ from survey.models import Candidate, FvrMethod, MatchSet, Study
 WEB_SIZE = 224
 WEB_QUALITY = 88
 MANIFEST_NAME = "manifest.json"
-PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".pgm", ".ppm"})
 # Study fields a manifest may set: status is always draft, is_demo false, timestamps automatic.
 STUDY_FIELDS = frozenset(f.name for f in Study._meta.concrete_fields) - {
     "id",
@@ -400,7 +399,21 @@ def matchsets_import(*, path: Path | str, study_slug: str | None = None) -> Impo
     existing_keys = set()
     if study is not None and not is_new:
         existing_keys = set(study.match_sets.values_list("key", flat=True))
-    images = _ImageChecker(folder)
+    items = _items_checked(raw_items, k, _ImageChecker(folder), existing_keys, report)
+    if report.problems:
+        return report
+    created = _items_create(study, items, is_new=is_new)
+    report.study_created = is_new
+    report.created = len(created)
+    report.by_method = dict(Counter(item.method for item in items))
+    return report
+
+
+def _items_checked(
+    raw_items: list, k: int, images: _ImageChecker, existing_keys: set[str], report: ImportReport
+) -> list[_Item]:
+    """The manifest's match sets that pass every check; the problems of the others go to the
+    report, each labelled with its index and key."""
     first_index: dict[str, int] = {}
     items: list[_Item] = []
     for i, raw in enumerate(raw_items):
@@ -417,8 +430,12 @@ def matchsets_import(*, path: Path | str, study_slug: str | None = None) -> Impo
         report.problems += [f"{label}: {problem}" for problem in found]
         if item is not None and not found:
             items.append(item)
-    if report.problems:
-        return report
+    return items
+
+
+def _items_create(study: Study, items: list[_Item], *, is_new: bool) -> list[MatchSet]:
+    """Create the study (if new) and the match sets in one transaction; on any failure, remove
+    the image files written so far."""
     created: list[MatchSet] = []
     written: list[str] = []  # collected as we go: a rollback empties the tables
     try:
@@ -441,10 +458,7 @@ def matchsets_import(*, path: Path | str, study_slug: str | None = None) -> Impo
     except BaseException:
         storage_delete(written)
         raise
-    report.study_created = is_new
-    report.created = len(created)
-    report.by_method = dict(Counter(item.method for item in items))
-    return report
+    return created
 
 
 # --- The demo study: real photos stand in for reconstructions -----------------------------

@@ -12,7 +12,6 @@ import ipaddress
 import logging
 import math
 import re
-import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -91,19 +90,20 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-# Set once the missing FVR_TRUSTED_PROXIES has been reported: one warning per process.
-UNTRUSTED_PROXY_WARNED = threading.Event()
-
-
 def _untrusted_proxy_warn(remote: str) -> None:
-    """Say, once per process, that requests come through a proxy nobody declared."""
-    if UNTRUSTED_PROXY_WARNED.is_set():
-        return
-    UNTRUSTED_PROXY_WARNED.set()
+    """Say, once per process for each proxy, that requests come through a proxy nobody
+    declared."""
     address = _address(remote)
     # A proxy sits on this host or the local network; a public address may be a participant
     # who wrote the header themselves, and IP addresses are kept out of the logs.
     where = f" from {remote}" if address and (address.is_private or address.is_loopback) else ""
+    _untrusted_proxy_report(where)
+
+
+# Remembered per process: the first request through each proxy is reported, later ones are not
+# (the proxies on a host's own and local networks are few; the bound keeps it so).
+@lru_cache(maxsize=64)
+def _untrusted_proxy_report(where: str) -> None:
     logger.warning(
         "Requests with X-Forwarded-For arrive%s, but FVR_TRUSTED_PROXIES is empty: the entry "
         "rate limit counts every client behind that proxy as one. Set FVR_TRUSTED_PROXIES to "
@@ -118,7 +118,7 @@ def client_ip(request: HttpRequest) -> str:
 
     X-Forwarded-For is read from the right, skipping trusted proxies: entries further left were
     written by the client and may be forged. With no trusted proxy configured, a request that
-    carries the header logs a warning (once per process): a proxy is probably in front.
+    carries the header logs a warning (once per process and proxy): a proxy is probably in front.
     """
     remote = request.META.get("REMOTE_ADDR", "")
     trusted = _networks(tuple(settings.FVR_TRUSTED_PROXIES))

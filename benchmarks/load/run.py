@@ -153,7 +153,7 @@ def prepare(args: argparse.Namespace, env: dict[str, str]) -> str:
     django.setup()
     from django.core.management import call_command
 
-    from survey.demo import demo_study_create
+    from reconstruction.studies.demo import demo_study_create
 
     call_command("migrate", verbosity=0)
     call_command("collectstatic", interactive=False, verbosity=0)

@@ -116,6 +116,12 @@ def dataset_scan(
     )
 
 
+def identity_photos(root: Path) -> dict[str, list[Path]]:
+    """Identity name → the paths of its images, both sorted (``dataset_scan``'s rules)."""
+    scan = dataset_scan(root)
+    return {i.name: [scan.root / f for f in i.files] for i in scan.identities}
+
+
 def splits_parse(text: str, *, allowed: list[str] | None = None) -> tuple[SplitRule, ...]:
     """Parse ``train=0.5,target=0.2@10,gallery=0.3`` (``@N``: only identities with ≥ N images)."""
     rules = []

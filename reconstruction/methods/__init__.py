@@ -3,7 +3,8 @@
 Each method module documents its paper, defaults and departures; ``base.py`` holds the
 shared result type and the signature of ``run``. The parametric methods (NBNet, Naive,
 Vec2Face) register the same way through ``parametric.py``: their ``run`` takes the trained
-weights as ``artifact``; ``PARAMETRIC`` names them (``train_reconstructor`` trains them).
+weights as ``artifact``; ``PARAMETRIC`` names them (``parametric.MODULES``'s keys;
+``reconstructor_training.reconstructor_train`` trains them, ``services`` runs every method).
 ``feature_networks.py`` holds the black-box rule for the networks whose gradients train NBNet's
 perceptual and Vec2Face's identity losses (never F itself unless white-box is allowed).
 """
@@ -13,10 +14,7 @@ from __future__ import annotations
 from reconstruction.methods.base import Method, ReconstructionResult, config_from_preset
 from reconstruction.methods.eigenfaces import EigenfacesConfig
 from reconstruction.methods.eigenfaces import reconstruct as eigenfaces_reconstruct
-from reconstruction.methods.naive import NaiveConfig
-from reconstruction.methods.nbnet import NbNetConfig
-from reconstruction.methods.parametric import RUNS
-from reconstruction.methods.vec2face import Vec2FaceConfig
+from reconstruction.methods.parametric import CONFIGS, MODULES, RUNS
 
 __all__ = [
     "METHODS",
@@ -29,11 +27,9 @@ __all__ = [
 
 METHODS: dict[str, Method] = {
     "eigenfaces": Method(EigenfacesConfig, eigenfaces_reconstruct),
-    "nbnet": Method(NbNetConfig, RUNS["nbnet"]),
-    "naive": Method(NaiveConfig, RUNS["naive"]),
-    "vec2face": Method(Vec2FaceConfig, RUNS["vec2face"]),
+    **{name: Method(CONFIGS[name], RUNS[name]) for name in MODULES},  # nbnet, naive, vec2face
 }
-PARAMETRIC = frozenset({"nbnet", "naive", "vec2face"})  # trained weights, not a search
+PARAMETRIC = frozenset(MODULES)  # trained weights, not a search
 
 
 def get_method(name: str) -> Method:

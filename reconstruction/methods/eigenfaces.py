@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +154,145 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     partial.replace(path)  # atomic: a crash never leaves half a checkpoint
 
 
+@dataclass
+class _Search:
+    """The search state; everything in it (with the generator's state) is what a checkpoint
+    holds. ``delta``/``best``: the current point of this restart or phase and its cosine;
+    ``kept_delta``/``kept``: the best over finished restarts."""
+
+    delta: Tensor
+    kept_delta: Tensor
+    best: float = -float("inf")
+    kept: float = -float("inf")
+    trace: list[float] = field(default_factory=list)
+    start_iteration: int = 0
+    seconds_before: float = 0.0
+    forward_before: float = 0.0
+    queries_before: int = 0
+
+
+def _search_start(
+    shape: torch.Size, *, key: str, checkpoint: Path | None, device: str, generator: Any
+) -> _Search:
+    """A fresh search at the mean face, or the checkpointed one when it matches ``key``."""
+    search = _Search(
+        delta=torch.zeros(shape, device=device), kept_delta=torch.zeros(shape, device=device)
+    )
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        if state.get("format") == CHECKPOINT_FORMAT and state.get("key") == key:
+            search.start_iteration = state["iteration"]
+            search.delta, search.best = state["delta"].to(device), state["best"]
+            search.kept_delta, search.kept = state["kept_delta"].to(device), state["kept"]
+            search.trace = list(state["trace"])
+            generator.set_state(state["rng"])
+            search.seconds_before = state["seconds"]
+            search.forward_before = state["forward_seconds"]
+            search.queries_before = state["queries"]
+    return search
+
+
+def _restart_boundary(search: _Search, iteration: int, refine_from: int) -> None:
+    """End of a restart: keep its best, then start again from the mean face (or, after the
+    last restart, continue from the best of all restarts at the small lr)."""
+    if search.best > search.kept:
+        search.kept_delta, search.kept = search.delta.clone(), search.best
+    if iteration < refine_from:
+        search.delta, search.best = torch.zeros_like(search.delta), -float("inf")
+    else:
+        search.delta, search.best = search.kept_delta.clone(), search.kept
+
+
+def _search_step(
+    search: _Search,
+    *,
+    basis: EigenBasis,
+    blackbox: BlackBox,
+    target_vec: Tensor,
+    generator: Any,
+    config: EigenfacesConfig,
+    lr: float,
+    device: str,
+) -> None:
+    """One iteration: query F with a batch of steps from the current point; maybe move."""
+    half = config.batch_size // 2 if config.antithetic else config.batch_size
+    codes = torch.randn(half, basis.components, generator=generator, device=device)
+    steps = basis.decode(codes)  # (half, 3, S, S), each standardised
+    if config.antithetic:
+        steps = torch.cat([steps, -steps])  # (B, 3, S, S): ± pairs
+    else:
+        signs = torch.randint(0, 2, (half, 1, 1, 1), generator=generator, device=device)
+        steps = steps * (signs * 2 - 1)
+    candidates = (search.delta + lr * steps).clamp(-1, 1)  # (B, 3, S, S) deltas
+    images = (basis.mean_face + candidates).clamp(-1, 1)  # (B, 3, S, S)
+    vectors = blackbox(images)  # (B, D), F's outputs only
+    cosines = vectors @ target_vec / vectors.norm(dim=1).clamp_min(1e-12)  # (B,)
+    winner = int(cosines.argmax())
+    value = float(cosines[winner])
+    if value > search.best or not config.accept_only_improvements:
+        search.delta, search.best = candidates[winner].clone(), value
+
+
+def _checkpoint_state(
+    search: _Search,
+    key: str,
+    done: int,
+    generator: Any,
+    blackbox: BlackBox,
+    session_started: float,
+) -> dict[str, Any]:
+    """The checkpoint of a search after ``done`` iterations."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "key": key,
+        "iteration": done,
+        "delta": search.delta.cpu(),
+        "best": search.best,
+        "kept_delta": search.kept_delta.cpu(),
+        "kept": search.kept,
+        "trace": search.trace,
+        "rng": generator.get_state(),
+        "seconds": search.seconds_before + time.perf_counter() - session_started,
+        "forward_seconds": search.forward_before + blackbox.forward_seconds,
+        "queries": search.queries_before + blackbox.queries,
+    }
+
+
+def _search_result(
+    search: _Search,
+    *,
+    basis: EigenBasis,
+    blackbox: BlackBox,
+    target_vec: Tensor,
+    started: float,
+    session_started: float,
+) -> ReconstructionResult:
+    """The best point as a uint8 image, and its cosine measured on that image through F."""
+    if search.kept > search.best:  # schedules that end inside the restarts
+        search.delta, search.best = search.kept_delta, search.kept
+    image = from_unit((basis.mean_face + search.delta).clamp(-1, 1)[None])[0]  # (S, S, 3) uint8
+    final_vector = blackbox.embed_uint8(image)
+    target_np = target_vec.cpu().numpy()
+    cosine = float(final_vector @ target_np / max(np.linalg.norm(final_vector), 1e-12))
+    seconds = search.seconds_before + time.perf_counter() - session_started
+    # Loading the basis and F before the loop counts in a fresh run, not in a resumed one.
+    if search.start_iteration == 0:
+        seconds += session_started - started
+    return ReconstructionResult(
+        image=image,
+        cosine=cosine,
+        queries=search.queries_before + blackbox.queries,
+        seconds=seconds,
+        forward_seconds=search.forward_before + blackbox.forward_seconds,
+        details={
+            "search_cosine": search.best,
+            "trace_every_10": [round(v, 5) for v in search.trace[9::10]],
+            "resumed_from": search.start_iteration,
+            "basis_sha256": basis.meta.get("sha256", ""),
+        },
+    )
+
+
 def reconstruct(
     *,
     target: np.ndarray,
@@ -175,118 +314,54 @@ def reconstruct(
     target_vec = torch.as_tensor(np.asarray(target, dtype=np.float32), device=device)
     target_vec = target_vec / target_vec.norm().clamp_min(1e-12)  # (D,)
     generator = torch.Generator(device=device).manual_seed(seed)
-    shape = basis.mean_face.shape  # (3, S, S)
     refine_from = config.restarts * config.restart_iterations
-
-    # The search state; everything in it is what a checkpoint holds.
     key = _run_key(config, seed, target, basis, recognizer)
-    start_iteration, seconds_before, forward_before, queries_before = 0, 0.0, 0.0, 0
-    delta = torch.zeros(shape, device=device)  # current point of this restart / phase
-    best = -float("inf")
-    kept_delta, kept = torch.zeros(shape, device=device), -float("inf")  # best over restarts
-    trace: list[float] = []
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        if state.get("format") == CHECKPOINT_FORMAT and state.get("key") == key:
-            start_iteration = state["iteration"]
-            delta, best = state["delta"].to(device), state["best"]
-            kept_delta, kept = state["kept_delta"].to(device), state["kept"]
-            trace = list(state["trace"])
-            generator.set_state(state["rng"])
-            seconds_before, forward_before = state["seconds"], state["forward_seconds"]
-            queries_before = state["queries"]
-
-    half = config.batch_size // 2 if config.antithetic else config.batch_size
-    signs = None
-    if not config.antithetic:
-        signs = torch.ones(config.batch_size, 1, 1, 1, device=device)
+    search = _search_start(
+        basis.mean_face.shape,  # (3, S, S)
+        key=key,
+        checkpoint=checkpoint,
+        device=device,
+        generator=generator,
+    )
     bar = tqdm(
         total=config.iterations,
-        initial=start_iteration,
+        initial=search.start_iteration,
         desc="eigenfaces",
         unit="it",
         disable=not progress,
     )
     session_started = time.perf_counter()
-    for iteration in range(start_iteration, config.iterations):
+    for iteration in range(search.start_iteration, config.iterations):
         restarting = iteration < refine_from
-        if (
-            iteration > 0
-            and iteration % config.restart_iterations == 0
-            and iteration <= refine_from
-        ):
-            # End of a restart: keep its best, then start again from the mean face (or, after
-            # the last restart, continue from the best of all restarts at the small lr).
-            if best > kept:
-                kept_delta, kept = delta.clone(), best
-            if iteration < refine_from:
-                delta, best = torch.zeros_like(delta), -float("inf")
-            else:
-                delta, best = kept_delta.clone(), kept
+        if 0 < iteration <= refine_from and iteration % config.restart_iterations == 0:
+            _restart_boundary(search, iteration, refine_from)
         lr = config.lr_restart if restarting else config.lr_refine
-
-        codes = torch.randn(half, basis.components, generator=generator, device=device)
-        steps = basis.decode(codes)  # (half, 3, S, S), each standardised
-        if config.antithetic:
-            steps = torch.cat([steps, -steps])  # (B, 3, S, S): ± pairs
-        else:
-            signs = torch.randint(0, 2, (half, 1, 1, 1), generator=generator, device=device)
-            steps = steps * (signs * 2 - 1)
-        candidates = (delta + lr * steps).clamp(-1, 1)  # (B, 3, S, S) deltas
-        images = (basis.mean_face + candidates).clamp(-1, 1)  # (B, 3, S, S)
-        vectors = blackbox(images)  # (B, D), F's outputs only
-        cosines = vectors @ target_vec / vectors.norm(dim=1).clamp_min(1e-12)  # (B,)
-        winner = int(cosines.argmax())
-        value = float(cosines[winner])
-        if value > best or not config.accept_only_improvements:
-            delta, best = candidates[winner].clone(), value
-        trace.append(max(best, kept) if not restarting else best)
+        _search_step(
+            search,
+            basis=basis,
+            blackbox=blackbox,
+            target_vec=target_vec,
+            generator=generator,
+            config=config,
+            lr=lr,
+            device=device,
+        )
+        search.trace.append(max(search.best, search.kept) if not restarting else search.best)
         bar.update(1)
         if iteration % 10 == 0:
-            bar.set_postfix(cos=f"{max(best, kept):.4f}", lr=lr)
+            bar.set_postfix(cos=f"{max(search.best, search.kept):.4f}", lr=lr)
         done = iteration + 1
         if checkpoint is not None and (
             done % config.checkpoint_every == 0 or done == config.iterations
         ):
-            _save_checkpoint(
-                Path(checkpoint),
-                {
-                    "format": CHECKPOINT_FORMAT,
-                    "key": key,
-                    "iteration": done,
-                    "delta": delta.cpu(),
-                    "best": best,
-                    "kept_delta": kept_delta.cpu(),
-                    "kept": kept,
-                    "trace": trace,
-                    "rng": generator.get_state(),
-                    "seconds": seconds_before + time.perf_counter() - session_started,
-                    "forward_seconds": forward_before + blackbox.forward_seconds,
-                    "queries": queries_before + blackbox.queries,
-                },
-            )
+            state = _checkpoint_state(search, key, done, generator, blackbox, session_started)
+            _save_checkpoint(Path(checkpoint), state)
     bar.close()
-    if kept > best:  # schedules that end inside the restarts
-        delta, best = kept_delta, kept
-
-    image = from_unit((basis.mean_face + delta).clamp(-1, 1)[None])[0]  # (S, S, 3) uint8
-    final_vector = blackbox.embed_uint8(image)
-    target_np = target_vec.cpu().numpy()
-    cosine = float(final_vector @ target_np / max(np.linalg.norm(final_vector), 1e-12))
-    seconds = seconds_before + time.perf_counter() - session_started
-    # Loading the basis and F before the loop counts in a fresh run, not in a resumed one.
-    if start_iteration == 0:
-        seconds += session_started - started
-    return ReconstructionResult(
-        image=image,
-        cosine=cosine,
-        queries=queries_before + blackbox.queries,
-        seconds=seconds,
-        forward_seconds=forward_before + blackbox.forward_seconds,
-        details={
-            "search_cosine": best,
-            "trace_every_10": [round(v, 5) for v in trace[9::10]],
-            "resumed_from": start_iteration,
-            "basis_sha256": basis.meta.get("sha256", ""),
-        },
+    return _search_result(
+        search,
+        basis=basis,
+        blackbox=blackbox,
+        target_vec=target_vec,
+        started=started,
+        session_started=session_started,
     )

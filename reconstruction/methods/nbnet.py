@@ -33,8 +33,10 @@ model). ``train`` records the network used and whether it was F in the result's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -223,6 +225,92 @@ def _adam(
     )
 
 
+def _phase_optimizers(
+    config: NbNetConfig, model: nn.Module, *, perceptual: bool
+) -> tuple[dict[str, torch.optim.Adam], dict[str, torch.optim.lr_scheduler.StepLR]]:
+    """One optimiser per phase when the perceptual phase restarts (the original's second
+    script); both are checkpointed, so a resumed run continues either phase exactly."""
+    optimizer, scheduler = _adam(config, model)
+    optimizers, schedulers = {"model": optimizer}, {"model": scheduler}
+    if config.perceptual_restart and perceptual:
+        optimizers["perceptual"], schedulers["perceptual"] = _adam(config, model)
+    return optimizers, schedulers
+
+
+def _phase_steps(config: NbNetConfig, n: int) -> tuple[int, int]:
+    """(steps of the L1 phase, steps of both phases) for ``n`` training pairs."""
+    l1_steps = total_steps_for(config.l1_epochs, n, config.batch_size) if config.l1_epochs else 0
+    total = l1_steps + (
+        total_steps_for(config.perceptual_epochs, n, config.batch_size)
+        if config.perceptual_epochs > 0
+        else 0
+    )
+    return l1_steps, total
+
+
+def _perceptual_features(
+    config: NbNetConfig,
+    features: nn.Module | None,
+    *,
+    recognizer: str | None,
+    device: torch.device,
+    provenance: dict[str, Any],
+) -> nn.Module | None:
+    """The perceptual phase's frozen network (``features``, or chosen other than F); records
+    which one it is in ``provenance``."""
+    if features is not None:
+        provenance["feature_network"] = f"custom:{type(features).__name__}"
+        return features
+    if recognizer is None:
+        raise ValueError(
+            "name F (recognizer=...) so that the perceptual network can be chosen "
+            "other than F, or pass features"
+        )
+    network = perceptual_network(config, device, recognizer=recognizer)
+    provenance.update(feature_network=network.source, white_box=network.white_box)
+    return network.module
+
+
+def _nbnet_step_fn(
+    *,
+    model: nn.Module,
+    features: nn.Module | None,
+    vectors: Tensor,
+    images: Tensor,
+    config: NbNetConfig,
+    optimizers: dict[str, torch.optim.Optimizer],
+    schedulers: dict[str, Any],
+    l1_steps: int,
+    seed: int,
+    device: torch.device,
+) -> Callable[[int], dict[str, float]]:
+    """One training step: L1 before ``l1_steps``, then the perceptual loss (with or without
+    L1, by ``perceptual_mode``), each phase through its optimiser."""
+    n = len(vectors)
+
+    def step_fn(step: int) -> dict[str, float]:
+        idx = batch_indices(n, config.batch_size, seed, step)
+        v = vectors[idx].to(device)  # (B, D)
+        x = images[idx].to(device)  # (B, 3, 160, 160)
+        fake = model(v)  # (B, 3, 160, 160)
+        perceptual = step >= l1_steps
+        phase = "perceptual" if perceptual and "perceptual" in optimizers else "model"
+        losses: dict[str, Tensor] = {}
+        if not perceptual or config.perceptual_mode == "added":
+            losses["l1"] = F.l1_loss(fake, x)
+        if perceptual:
+            losses["perceptual"] = config.perceptual_weight * _feature_loss(features, fake, x)
+        loss = sum(losses.values())
+        lr = optimizers[phase].param_groups[0]["lr"]
+        optimizers[phase].zero_grad(set_to_none=True)
+        loss.backward()
+        optimizers[phase].step()
+        schedulers[phase].step()
+        return {**{k: v.item() for k, v in losses.items()}, "lr": lr}
+
+    return step_fn
+
+
 def train(
     config: NbNetConfig,
     vectors: Tensor,
@@ -249,57 +337,30 @@ def train(
     n, dim = vectors.shape
     torch.manual_seed(seed)
     model = build(config, dim).to(device)
-    l1_steps = total_steps_for(config.l1_epochs, n, config.batch_size) if config.l1_epochs else 0
-    total = l1_steps + (
-        total_steps_for(config.perceptual_epochs, n, config.batch_size)
-        if config.perceptual_epochs > 0
-        else 0
-    )
+    l1_steps, total = _phase_steps(config, n)
     provenance = {
         "feature_network": "none",
         "white_box": False,
         "allow_white_box": config.allow_white_box,
     }
     if total > l1_steps:
-        if features is None:
-            if recognizer is None:
-                raise ValueError(
-                    "name F (recognizer=...) so that the perceptual network can be chosen "
-                    "other than F, or pass features"
-                )
-            network = perceptual_network(config, device, recognizer=recognizer)
-            features = network.module
-            provenance.update(feature_network=network.source, white_box=network.white_box)
-        else:
-            provenance["feature_network"] = f"custom:{type(features).__name__}"
+        features = _perceptual_features(
+            config, features, recognizer=recognizer, device=device, provenance=provenance
+        )
 
-    # One optimiser per phase when the perceptual phase restarts (the original's second
-    # script); both are checkpointed, so a resumed run continues either phase exactly.
-    optimizer, scheduler = _adam(config, model)
-    optimizers, schedulers = {"model": optimizer}, {"model": scheduler}
-    if config.perceptual_restart and total > l1_steps:
-        optimizers["perceptual"], schedulers["perceptual"] = _adam(config, model)
-
-    def step_fn(step: int) -> dict[str, float]:
-        idx = batch_indices(n, config.batch_size, seed, step)
-        v = vectors[idx].to(device)  # (B, D)
-        x = images[idx].to(device)  # (B, 3, 160, 160)
-        fake = model(v)  # (B, 3, 160, 160)
-        perceptual = step >= l1_steps
-        phase = "perceptual" if perceptual and "perceptual" in optimizers else "model"
-        losses: dict[str, Tensor] = {}
-        if not perceptual or config.perceptual_mode == "added":
-            losses["l1"] = F.l1_loss(fake, x)
-        if perceptual:
-            losses["perceptual"] = config.perceptual_weight * _feature_loss(features, fake, x)
-        loss = sum(losses.values())
-        lr = optimizers[phase].param_groups[0]["lr"]
-        optimizers[phase].zero_grad(set_to_none=True)
-        loss.backward()
-        optimizers[phase].step()
-        schedulers[phase].step()
-        return {**{k: v.item() for k, v in losses.items()}, "lr": lr}
-
+    optimizers, schedulers = _phase_optimizers(config, model, perceptual=total > l1_steps)
+    step_fn = _nbnet_step_fn(
+        model=model,
+        features=features,
+        vectors=vectors,
+        images=images,
+        config=config,
+        optimizers=optimizers,
+        schedulers=schedulers,
+        l1_steps=l1_steps,
+        seed=seed,
+        device=device,
+    )
     meta = {"method": METHOD, "config": config_dict(config), "seed": seed, "data": [n, dim]}
     run = run_training(
         modules={"model": model},

@@ -27,7 +27,8 @@ name another differentiable recognizer H: the loss becomes 1 − cos(H(G(v)), H(
 features of the reconstruction against those of the real face (v lives in F's space, not
 H's). Naming F itself (its own differentiable graph, 1 − cos(F(G(v)), v)) is white-box and is
 refused unless ``allow_white_box``; a non-differentiable F (``dlib-resnet``) can only be
-reached through its student.
+reached through its student. The student and the choice of identity network live in
+``vec2face_identity`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -35,23 +36,21 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reconstruction.methods.feature_networks import (
-    STUDENT,
-    FeatureNetwork,
-    check_black_box,
-    differentiable_recognizer,
-    second_recognizer,
-)
+from reconstruction.methods.feature_networks import STUDENT, FeatureNetwork
 from reconstruction.methods.networks.vec2face import Vec2FaceCritic, Vec2FaceGenerator
-from reconstruction.recognizers.backbones.iresnet import IResNet
+from reconstruction.methods.vec2face_identity import (
+    StudentConfig,
+    StudentEmbedder,
+    identity_network,
+    resolve_identity,
+    train_student,
+)
 from reconstruction.training import (
     DeviceLike,
-    SignedRangeEmbedder,
     TrainResult,
     batch_indices,
     config_dict,
@@ -63,7 +62,6 @@ from reconstruction.training import (
     resolve_device,
     run_training,
     save_model_file,
-    total_steps_for,
 )
 
 __all__ = [
@@ -134,23 +132,6 @@ class Vec2FaceConfig:
             raise ValueError("identity_network must be 'student' or a recognizer name")
 
 
-@dataclass(frozen=True)
-class StudentConfig:
-    """A student that mimics a non-differentiable F (iresnet18 by default)."""
-
-    layers: tuple[int, ...] = (2, 2, 2, 2)
-    widths: tuple[int, ...] = (64, 128, 256, 512)
-    input_size: int = 112
-    epochs: float = 20
-    batch_size: int = 128
-    lr: float = 1e-3
-
-    @classmethod
-    def tiny(cls) -> StudentConfig:
-        """Two 8/16-channel stages on 16×16 crops, a few steps."""
-        return cls(layers=(1, 1), widths=(8, 16), input_size=16, epochs=2, batch_size=4)
-
-
 def build(config: Vec2FaceConfig, vector_dim: int) -> tuple[Vec2FaceGenerator, Vec2FaceCritic]:
     """Untrained generator and critic."""
     generator = Vec2FaceGenerator(
@@ -177,6 +158,90 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
 
+@dataclass
+class _Gan:
+    """What one WGAN-GP step works on: the two networks, their optimisers and the frozen
+    identity network (``in_f_space``: its vectors compare with F's)."""
+
+    generator: nn.Module
+    critic: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    identity: nn.Module
+    in_f_space: bool
+
+
+def _critic_step(
+    gan: _Gan, config: Vec2FaceConfig, v: Tensor, real: Tensor
+) -> tuple[Tensor, Tensor]:
+    """One critic update (Wasserstein loss, gradient penalty, drift); returns (loss, penalty)."""
+    with torch.no_grad():
+        fake = gan.generator(v)  # (B, 3, 112, 112)
+    d_real, d_fake = gan.critic(real), gan.critic(fake)  # (B,)
+    gp = gradient_penalty(gan.critic, real, fake)
+    loss_d = (
+        d_fake.mean() - d_real.mean() + config.gp_lambda * gp + config.drift * d_real.pow(2).mean()
+    )
+    gan.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    gan.opt_d.step()
+    return loss_d, gp
+
+
+def _generator_step(
+    gan: _Gan, config: Vec2FaceConfig, v: Tensor, real: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One generator update (adversarial + pixel + identity loss) with the critic frozen;
+    returns (adversarial, pixel, identity) losses."""
+    for p in gan.critic.parameters():
+        p.requires_grad_(False)
+    fake = gan.generator(v)
+    adv = -gan.critic(fake).mean()
+    pix = F.l1_loss(fake, real)
+    if gan.in_f_space:  # F or its student: compare with F's vector v
+        reference = v
+    else:  # another recognizer H: compare with H's features of the real face
+        with torch.no_grad():
+            reference = gan.identity(real)  # (B, D_H)
+    ident = (1 - F.cosine_similarity(gan.identity(fake), reference, dim=1)).mean()
+    loss_g = adv + config.lambda_pix * pix + config.lambda_id * ident
+    gan.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    gan.opt_g.step()
+    for p in gan.critic.parameters():
+        p.requires_grad_(True)
+    return adv, pix, ident
+
+
+def _gan_build(
+    config: Vec2FaceConfig, dim: int, identity: FeatureNetwork, device: torch.device
+) -> _Gan:
+    """Untrained G and critic on ``device``, their Adam optimisers, the frozen identity net."""
+    generator, critic = build(config, dim)
+    generator, critic = generator.to(device), critic.to(device)
+    frozen = identity.module.to(device).eval()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    adam = {"lr": config.lr, "betas": config.betas, "eps": config.adam_eps}
+    return _Gan(
+        generator=generator,
+        critic=critic,
+        opt_g=torch.optim.Adam(generator.parameters(), **adam),
+        opt_d=torch.optim.Adam(critic.parameters(), **adam),
+        identity=frozen,
+        in_f_space=identity.in_f_space,
+    )
+
+
+def _identity_network(identity: FeatureNetwork | nn.Module) -> FeatureNetwork:
+    """``identity`` as a FeatureNetwork (a bare module is recorded as ``custom``)."""
+    if isinstance(identity, FeatureNetwork):
+        return identity
+    return FeatureNetwork(
+        identity, f"custom:{type(identity).__name__}", white_box=False, in_f_space=True
+    )
+
+
 def train(
     config: Vec2FaceConfig,
     vectors: Tensor,
@@ -195,11 +260,7 @@ def train(
     (a student of F by default), or a bare module taking [-1, 1] images to unit vectors in
     F's space (compared with v; recorded as ``custom``).
     """
-    if not isinstance(identity, FeatureNetwork):
-        identity = FeatureNetwork(
-            identity, f"custom:{type(identity).__name__}", white_box=False, in_f_space=True
-        )
-    in_f_space = identity.in_f_space
+    identity = _identity_network(identity)
     provenance = {
         "feature_network": identity.source,
         "white_box": identity.white_box,
@@ -212,14 +273,7 @@ def train(
         raise ValueError(f"{len(vectors)} vectors but {len(images)} images")
     n, dim = vectors.shape
     torch.manual_seed(seed)
-    generator, critic = build(config, dim)
-    generator, critic = generator.to(device), critic.to(device)
-    identity = identity.module.to(device).eval()
-    for p in identity.parameters():
-        p.requires_grad_(False)
-    adam = {"lr": config.lr, "betas": config.betas, "eps": config.adam_eps}
-    opt_g = torch.optim.Adam(generator.parameters(), **adam)
-    opt_d = torch.optim.Adam(critic.parameters(), **adam)
+    gan = _gan_build(config, dim, identity, device)
     batch = min(config.batch_size, n)
     total = max(1, config.total_images // batch)
 
@@ -227,40 +281,8 @@ def train(
         idx = batch_indices(n, batch, seed, step)
         v = vectors[idx].to(device)  # (B, D)
         real = images[idx].to(device)  # (B, 3, 112, 112)
-
-        # Critic step.
-        with torch.no_grad():
-            fake = generator(v)  # (B, 3, 112, 112)
-        d_real, d_fake = critic(real), critic(fake)  # (B,)
-        gp = gradient_penalty(critic, real, fake)
-        loss_d = (
-            d_fake.mean()
-            - d_real.mean()
-            + config.gp_lambda * gp
-            + config.drift * d_real.pow(2).mean()
-        )
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-
-        # Generator step.
-        for p in critic.parameters():
-            p.requires_grad_(False)
-        fake = generator(v)
-        adv = -critic(fake).mean()
-        pix = F.l1_loss(fake, real)
-        if in_f_space:  # F or its student: compare with F's vector v
-            reference = v
-        else:  # another recognizer H: compare with H's features of the real face
-            with torch.no_grad():
-                reference = identity(real)  # (B, D_H)
-        ident = (1 - F.cosine_similarity(identity(fake), reference, dim=1)).mean()
-        loss_g = adv + config.lambda_pix * pix + config.lambda_id * ident
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        for p in critic.parameters():
-            p.requires_grad_(True)
+        loss_d, gp = _critic_step(gan, config, v, real)
+        adv, pix, ident = _generator_step(gan, config, v, real)
         return {
             "d": loss_d.item(),
             "gp": gp.item(),
@@ -271,8 +293,8 @@ def train(
 
     meta = {"method": METHOD, "config": config_dict(config), "seed": seed, "data": [n, dim]}
     run = run_training(
-        modules={"generator": generator, "critic": critic},
-        optimizers={"generator": opt_g, "critic": opt_d},
+        modules={"generator": gan.generator, "critic": gan.critic},
+        optimizers={"generator": gan.opt_g, "critic": gan.opt_d},
         schedulers={},
         step_fn=step_fn,
         total_steps=total,
@@ -285,13 +307,13 @@ def train(
     )
     return TrainResult.of(
         run,
-        model=generator,
+        model=gan.generator,
         method=METHOD,
         config=config,
         seed=seed,
         device=device,
         total_steps=total,
-        extras={"critic": critic},
+        extras={"critic": gan.critic},
         provenance=provenance,
     )
 
@@ -299,160 +321,6 @@ def train(
 def reconstruct(model: nn.Module, vectors: Tensor, *, batch_size: int = 64) -> Tensor:
     """(N, D) vectors -> (N, 3, 112, 112) images in [-1, 1] (clamped; CPU tensor)."""
     return generate_images(model, vectors, batch_size=batch_size)
-
-
-class StudentEmbedder(nn.Module):
-    """[-1, 1] images (any size) -> unit vectors from an iresnet trained to mimic F."""
-
-    def __init__(self, config: StudentConfig, vector_dim: int) -> None:
-        super().__init__()
-        self.input_size = config.input_size
-        self.backbone = IResNet(
-            config.layers,
-            widths=config.widths,
-            num_features=vector_dim,
-            input_size=config.input_size,
-        )
-
-    def forward(self, images: Tensor) -> Tensor:
-        if images.shape[-1] != self.input_size:
-            images = F.interpolate(
-                images, size=self.input_size, mode="bilinear", antialias=True
-            )  # (B, 3, 112, 112)
-        return F.normalize(self.backbone(images), dim=1)  # (B, D)
-
-
-def train_student(
-    config: StudentConfig,
-    images: Tensor,
-    targets: Tensor,
-    *,
-    seed: int,
-    device: DeviceLike = "cpu",
-    checkpoint_dir: str | Path | None = None,
-    progress: bool = False,
-    max_steps: int | None = None,
-) -> TrainResult:
-    """Fit a student to F: (N, 3, H, W) images in [-1, 1] and F's (N, D) embeddings of them."""
-    device = resolve_device(device)
-    images = prepare_images(images, config.input_size)
-    targets = prepare_vectors(targets)
-    n, dim = targets.shape
-    torch.manual_seed(seed)
-    student = StudentEmbedder(config, dim).to(device)
-    optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=config.lr)
-
-    def step_fn(step: int) -> dict[str, float]:
-        idx = batch_indices(n, config.batch_size, seed, step)
-        out = student(images[idx].to(device))  # (B, D)
-        loss = (1 - (out * targets[idx].to(device)).sum(dim=1)).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return {"cos_loss": loss.item()}
-
-    total = total_steps_for(config.epochs, n, config.batch_size)
-    meta = {"method": "student", "config": config_dict(config), "seed": seed, "data": [n, dim]}
-    run = run_training(
-        modules={"student": student},
-        optimizers={"student": optimizer},
-        schedulers={},
-        step_fn=step_fn,
-        total_steps=total,
-        seed=seed,
-        run_meta=meta,
-        checkpoint_dir=checkpoint_dir,
-        max_steps=max_steps,
-        progress=progress,
-        description="student",
-    )
-    return TrainResult.of(
-        run,
-        model=student,
-        method="student",
-        config=config,
-        seed=seed,
-        device=device,
-        total_steps=total,
-    )
-
-
-def _check_identity(network: str, recognizer: str, *, allow_white_box: bool) -> bool:
-    """Refuse F as the identity network unless allowed, and a non-differentiable one;
-    returns whether the network is F (white-box)."""
-    white_box = check_black_box(
-        network,
-        recognizer,
-        role="Vec2Face's identity",
-        allow_white_box=allow_white_box,
-        instead=(
-            f"a student of F (--feature-network {STUDENT}, the default) or another "
-            f"recognizer (--feature-network {second_recognizer(recognizer)})"
-        ),
-    )
-    if not differentiable_recognizer(network):
-        raise ValueError(
-            f"recognizer {network!r} is not differentiable: use a student of F "
-            f"(identity_network={STUDENT!r}) or name a torch recognizer"
-        )
-    return white_box
-
-
-def resolve_identity(config: Vec2FaceConfig, recognizer: str) -> Vec2FaceConfig:
-    """``config`` checked for F = ``recognizer`` before any training: F itself raises
-    ``WhiteBoxError`` unless ``config.allow_white_box``; a student needs no check."""
-    if config.identity_network != STUDENT:
-        _check_identity(config.identity_network, recognizer, allow_white_box=config.allow_white_box)
-    return config
-
-
-def identity_network(
-    recognizer_name: str,
-    *,
-    network: str = STUDENT,
-    allow_white_box: bool = False,
-    device: DeviceLike = "cpu",
-    images: Tensor | None = None,
-    targets: Tensor | None = None,
-    student_config: StudentConfig | None = None,
-    seed: int = 0,
-    checkpoint_dir: str | Path | None = None,
-    progress: bool = False,
-) -> FeatureNetwork:
-    """The identity loss's frozen network when F = ``recognizer_name`` (see module doc).
-
-    ``network``: ``"student"`` trains a student of F on ``images`` ([-1, 1]) and F's vectors
-    of them (``targets``; computed by querying F when not given); another registered
-    recognizer is used as H; F itself only with ``allow_white_box`` (``WhiteBoxError``).
-    """
-    from reconstruction.recognizers.registry import get_recognizer
-
-    device = resolve_device(device)
-    if network == STUDENT:
-        if images is None:
-            raise ValueError(f"a student of {recognizer_name!r} needs the training images")
-        if targets is None:
-            pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-            recognizer = get_recognizer(recognizer_name)
-            embedded = recognizer.embed(np.ascontiguousarray(pixels.permute(0, 2, 3, 1).numpy()))
-            targets = torch.from_numpy(embedded)
-        result = train_student(
-            student_config or StudentConfig(),
-            images,
-            targets,
-            seed=seed,
-            device=device,
-            checkpoint_dir=checkpoint_dir,
-            progress=progress,
-        )
-        return FeatureNetwork(
-            result.model.eval(), f"student-of:{recognizer_name}", white_box=False, in_f_space=True
-        )
-    white_box = _check_identity(network, recognizer_name, allow_white_box=allow_white_box)
-    module = SignedRangeEmbedder(get_recognizer(network).network(device)).eval()
-    return FeatureNetwork(
-        module, f"recognizer:{network}", white_box=white_box, in_f_space=white_box
-    )
 
 
 def save_model(path: str | Path, result: TrainResult) -> Path:

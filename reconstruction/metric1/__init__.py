@@ -2,6 +2,9 @@
 
 ``gallery`` is the enrolled collection and its top-K search; ``engines`` the registry of
 commercial recognizers (Amazon Rekognition); ``scoring`` Metric 1's rates, fast sweeps and
-Table II; ``report`` writes a run's CSV, Markdown and plots; ``services`` runs Metric 1 over
-the database (``topk_evaluate``, ``topk_evaluate_engine``).
+Table II; ``report`` writes a run's CSV, Markdown and plots; ``selection`` reads the gallery
+pool and the reconstructions a run queries; ``services`` runs Metric 1 over the database in a
+local F' (``topk_evaluate``) and re-exports the commercial-engine run, planned in
+``engine_plan`` (``topk_engine_plan``) and carried out in ``engine_runs``
+(``topk_evaluate_engine``).
 """

@@ -38,12 +38,10 @@ non-unique and 3/5 recurring; [a, a, b, b, c] give 4/5 and 2/5.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -63,9 +61,6 @@ __all__ = [
     "rates",
     "recurring_share",
     "wilson_interval",
-    "write_csv",
-    "write_markdown",
-    "write_plots",
 ]
 
 TP, FP, NO_MATCH = 0, 1, 2
@@ -393,179 +388,3 @@ def summarize(
                 row["trials"] = len(trials)
                 rows.append(row)
     return rows
-
-
-def write_csv(rows: Sequence[dict[str, object]], path: Path) -> Path:
-    """Write long rows (the union of their keys as columns) to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def _percent(value: object) -> str:
-    return (
-        "—"
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else (f"{100 * float(value):.1f}")
-    )
-
-
-def write_markdown(
-    rows: Sequence[dict[str, object]],
-    path: Path,
-    *,
-    title: str,
-    notes: Sequence[str] = (),
-    reference: tuple[int, int] = (1000, 25),
-    interval: Literal["trials", "wilson"] = "trials",
-) -> Path:
-    """A Markdown summary: the K sweep, the N sweep and Table II (rates in %).
-
-    ``interval``: the tpr interval shown, over gallery draws, or Wilson over queries (for a
-    single draw, as a commercial engine's).
-    """
-    n_ref, k_ref = reference
-    low_key, high_key, spread = (
-        ("tpr_wilson_low", "tpr_wilson_high", "95% Wilson")
-        if interval == "wilson"
-        else ("tpr_p2.5", "tpr_p97.5", "95% over trials")
-    )
-    lines = [f"# {title}", "", *[f"- {note}" for note in notes], ""]
-    keyed = ("engine", "variant", "group")
-
-    def label(row: dict[str, object]) -> str:
-        return " / ".join(str(row[key]) for key in keyed if key in row)
-
-    def table(selected: list[dict[str, object]], axis: str) -> list[str]:
-        out = [
-            f"| condition | {axis} | tpr % ({spread}) | fpr % | no match % | queries |",
-            "|---|---|---|---|---|---|",
-        ]
-        for row in selected:
-            out.append(
-                f"| {label(row)} | {row[axis]} | {_percent(row['tpr'])} "
-                f"({_percent(row[low_key])}–{_percent(row[high_key])}) | "
-                f"{_percent(row['fpr'])} | {_percent(row['no_match'])} | {row['queries']} |"
-            )
-        return out
-
-    sweep_k = [r for r in rows if r["n"] == n_ref and r.get("sweep") in ("k", None)]
-    sweep_n = [r for r in rows if r["k"] == k_ref and r.get("sweep") in ("n", None)]
-    if sweep_k:
-        lines += [f"## tpr / fpr against K (N = {n_ref})", "", *table(sweep_k, "k"), ""]
-    if sweep_n:
-        lines += [f"## tpr / fpr against N (K = {k_ref})", "", *table(sweep_n, "n"), ""]
-    reference_rows = [
-        r for r in rows if r["n"] == n_ref and r["k"] == k_ref and r.get("sweep") in ("k", None)
-    ] or [r for r in rows if r["n"] == n_ref and r["k"] == k_ref]
-    if reference_rows:
-        lines += [
-            f"## Table II: non-unique false positives (same class) (N = {n_ref}, K = {k_ref})",
-            "",
-            "Non-unique % (the paper's Table II): the share of false-positive queries whose "
-            "class (top-1 wrong identity) is the class of another false positive of the same "
-            "condition, per gallery draw, averaged. Most frequent %: the share on the single "
-            "most frequent class.",
-            "",
-            "| condition | non-unique % | most frequent class % | fpr % |",
-            "|---|---|---|---|",
-        ]
-        for row in reference_rows:
-            lines.append(
-                f"| {label(row)} | {_percent(row['fp_non_unique_share'])} | "
-                f"{_percent(row['fp_recurring_share'])} | {_percent(row['fpr'])} |"
-            )
-        lines.append("")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
-    return path
-
-
-def write_plots(
-    rows: Sequence[dict[str, object]],
-    folder: Path,
-    *,
-    reference: tuple[int, int] = (1000, 25),
-    stem: str = "metric1",
-) -> list[Path]:
-    """Figs. 4–6 as PNG and SVG: tpr/fpr against K, against N, and bars per engine."""
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    n_ref, k_ref = reference
-    folder.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-
-    def curves(axis: str, fixed: str, value: int, name: str) -> None:
-        selected = [r for r in rows if r[fixed] == value and r.get("sweep") in (axis, None)]
-        if len({r[axis] for r in selected}) < 2:
-            return
-        figure = Figure(figsize=(12, 4.5), layout="constrained")
-        FigureCanvasAgg(figure)
-        panels = figure.subplots(1, 2, sharey=True)
-        # One colour per engine and query group; the source variant is the line style, so
-        # many series stay tellable apart and the legend sits outside the data.
-        palette = matplotlib.colormaps["tab10"]
-        colours: dict[tuple[object, object], object] = {}
-        for panel, field in zip(panels, ("tpr", "fpr"), strict=True):
-            series: dict[str, list[dict[str, object]]] = {}
-            for row in selected:
-                key = " / ".join(str(row[k]) for k in ("engine", "variant", "group") if k in row)
-                series.setdefault(key, []).append(row)
-            for key, points in series.items():
-                points.sort(key=lambda r: r[axis])
-                first = points[0]
-                slot = (first.get("engine"), first.get("group"))
-                colour = colours.setdefault(slot, palette(len(colours) % 10))
-                style = "--" if first.get("variant") == "included" else "-"
-                x = [p[axis] for p in points]
-                y = [100 * p[field] for p in points]
-                low = [100 * p[f"{field}_p2.5"] for p in points]
-                high = [100 * p[f"{field}_p97.5"] for p in points]
-                panel.plot(x, y, marker="o", label=key, color=colour, linestyle=style)
-                panel.fill_between(x, low, high, alpha=0.12, color=colour)
-            panel.set_xlabel(axis.upper())
-            panel.set_title(f"{field} ({fixed.upper()} = {value})")
-            panel.set_ylim(-2, 102)
-            if axis == "n":
-                panel.set_xscale("log")
-        panels[0].set_ylabel("%")
-        handles, labels = panels[0].get_legend_handles_labels()
-        figure.legend(handles, labels, loc="outside right upper", fontsize="small")
-        for suffix in ("png", "svg"):
-            path = folder / f"{stem}_{name}.{suffix}"
-            figure.savefig(path, dpi=120)
-            written.append(path)
-
-    curves("k", "n", n_ref, "vs_k")
-    curves("n", "k", k_ref, "vs_n")
-    bars = [r for r in rows if r["n"] == n_ref and r["k"] == k_ref]
-    seen: set[str] = set()
-    unique_bars = []
-    for row in bars:
-        key = " / ".join(str(row[k]) for k in ("engine", "variant", "group") if k in row)
-        if key not in seen:
-            seen.add(key)
-            unique_bars.append((key, row))
-    if unique_bars:
-        figure = Figure(figsize=(max(6, 0.9 * len(unique_bars) + 2), 4.5), layout="constrained")
-        FigureCanvasAgg(figure)
-        axes = figure.subplots()
-        x = np.arange(len(unique_bars))
-        width = 0.27
-        for offset, field in zip((-width, 0, width), ("tpr", "fpr", "no_match"), strict=True):
-            axes.bar(x + offset, [100 * r[field] for _, r in unique_bars], width, label=field)
-        axes.set_xticks(x, [key for key, _ in unique_bars], rotation=30, ha="right")
-        axes.set_ylabel("%")
-        axes.set_title(f"tpr / fpr / no match (N = {n_ref}, K = {k_ref})")
-        axes.legend()
-        for suffix in ("png", "svg"):
-            path = folder / f"{stem}_bars.{suffix}"
-            figure.savefig(path, dpi=120)
-            written.append(path)
-    return written

@@ -2,6 +2,7 @@
 
 ``registry`` is the one registry of recognizers (name → embedder) and the one definition
 of a recognizer's view of a reconstruction; ``embedding.dataset_embed`` embeds a dataset;
-``arcface`` trains the torch backbones whose registry is ``backbones``; ``services``
-trains an extractor end to end (``train_extractor``).
+``backbones`` is the one registry of torch backbones (name → constructor), which
+``arcface`` trains; ``services.extractor_train`` trains an extractor end to end and
+``extractor_weights`` stores its weights.
 """

@@ -7,7 +7,7 @@ s = 64, additive angular margin m = 0.5 with the "hard margin" fallback cos θ �
 θ + m > π; SGD lr 0.1, momentum 0.9, weight decay 5e-4, batch 128 per GPU, 20 epochs,
 polynomial (power 2) learning-rate decay, random horizontal flips. The study's extractors
 were trained this way on MS1M; no weights ship with this project — train them here or load
-a user ``.pth`` (``load_backbone``).
+a user ``.pth`` (``backbones.load_backbone``; the backbone registry is ``backbones``).
 
 Several GPUs: run under ``torchrun --nproc_per_node=K``. When ``WORLD_SIZE`` is set the
 process group is initialised (NCCL on CUDA, else Gloo), each rank uses ``cuda:LOCAL_RANK``,
@@ -27,8 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reconstruction.recognizers.backbones.efficientnet import efficientnet_b0_face
-from reconstruction.recognizers.backbones.iresnet import iresnet50, load_state_dict_file
+from reconstruction.recognizers.backbones import build_backbone
 from reconstruction.training import (
     DeviceLike,
     TrainResult,
@@ -42,32 +41,11 @@ from reconstruction.training import (
 )
 
 __all__ = [
-    "BACKBONES",
     "ArcFaceHead",
     "ExtractorConfig",
     "arcface_logits",
-    "build_backbone",
-    "load_backbone",
     "train_extractor",
 ]
-
-BACKBONES: dict[str, Callable[[], nn.Module]] = {
-    "arcface-r50": iresnet50,
-    "arcface-effnet": efficientnet_b0_face,
-}
-
-
-def build_backbone(name: str) -> nn.Module:
-    """An untrained backbone by recognizer name."""
-    if name not in BACKBONES:
-        raise KeyError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
-    return BACKBONES[name]()
-
-
-def load_backbone(name: str, path: str | Path, device: DeviceLike = "cpu") -> nn.Module:
-    """Backbone ``name`` with the user's state dict at ``path`` (strict), in eval mode."""
-    model = load_state_dict_file(build_backbone(name), path)
-    return model.to(resolve_device(device)).eval()
 
 
 def arcface_logits(cosine: Tensor, labels: Tensor, *, s: float = 64.0, m: float = 0.5) -> Tensor:
@@ -132,6 +110,73 @@ class _Trainable(nn.Module):
         return self.head(self.backbone(images), labels)
 
 
+def _process_group_join(device: DeviceLike, local_rank: int) -> DeviceLike:
+    """Under torchrun: initialise the process group; on CUDA use this rank's GPU."""
+    import torch.distributed as dist
+
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return device
+
+
+def _ddp_wrapped(trainable: nn.Module, device: torch.device) -> nn.Module:
+    """``trainable`` in DistributedDataParallel (on this rank's GPU when on CUDA)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        trainable, device_ids=[device.index] if device.type == "cuda" else None
+    )
+
+
+def _sgd_with_poly_decay(
+    trainable: nn.Module, config: ExtractorConfig, total: int
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
+    """insightface's optimiser: SGD with momentum and weight decay, lr × (1 − step/total)^p."""
+    params = [p for p in trainable.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: max(0.0, 1 - step / total) ** config.poly_power
+    )
+    return optimizer, scheduler
+
+
+def _arcface_step_fn(
+    *,
+    wrapped: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    config: ExtractorConfig,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    seed: int,
+    device: torch.device,
+) -> Callable[[int], dict[str, float]]:
+    """One step: this rank's share of the global batch, random flips, ArcFace loss, SGD."""
+    rank, _, world = world_info()
+    n = len(images)
+    global_batch = config.batch_size * world
+
+    def step_fn(step: int) -> dict[str, float]:
+        idx = batch_indices(n, global_batch, seed, step)[rank::world]
+        x = images[idx].to(device)  # (B, 3, 112, 112)
+        if config.flip:
+            flip = torch.rand(len(x), device=device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        loss = wrapped(x, labels[idx].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        return {"arcface": loss.item()}
+
+    return step_fn
+
+
 def train_extractor(
     backbone: nn.Module | str,
     images: Tensor,
@@ -154,13 +199,7 @@ def train_extractor(
     model = build_backbone(backbone) if isinstance(backbone, str) else backbone
     rank, local_rank, world = world_info()
     if world > 1:
-        import torch.distributed as dist
-
-        if torch.cuda.is_available():
-            device = torch.device("cuda", local_rank)
-            torch.cuda.set_device(device)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        device = _process_group_join(device, local_rank)
     device = resolve_device(device)
     images = prepare_images(images, config.input_size)
     labels = torch.as_tensor(labels, dtype=torch.long)
@@ -170,42 +209,24 @@ def train_extractor(
     torch.manual_seed(seed)
     head = ArcFaceHead(model.num_features, classes, s=config.s, m=config.m)
     trainable = _Trainable(model, head).to(device)
-    wrapped: nn.Module = trainable
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        wrapped = DistributedDataParallel(
-            trainable, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    params = [p for p in trainable.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    wrapped = _ddp_wrapped(trainable, device) if world > 1 else trainable
+    total = total_steps_for(config.epochs, len(images), config.batch_size * world)
+    optimizer, scheduler = _sgd_with_poly_decay(trainable, config, total)
+    step_fn = _arcface_step_fn(
+        wrapped=wrapped,
+        images=images,
+        labels=labels,
+        config=config,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        seed=seed,
+        device=device,
     )
-    n = len(images)
-    global_batch = config.batch_size * world
-    total = total_steps_for(config.epochs, n, global_batch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: max(0.0, 1 - step / total) ** config.poly_power
-    )
-
-    def step_fn(step: int) -> dict[str, float]:
-        idx = batch_indices(n, global_batch, seed, step)[rank::world]
-        x = images[idx].to(device)  # (B, 3, 112, 112)
-        if config.flip:
-            flip = torch.rand(len(x), device=device) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        loss = wrapped(x, labels[idx].to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        return {"arcface": loss.item()}
-
     meta = {
         "method": f"arcface:{name}",
         "config": config_dict(config),
         "seed": seed,
-        "data": [n, classes, world],
+        "data": [len(images), classes, world],
     }
     run = run_training(
         modules={"model": trainable},

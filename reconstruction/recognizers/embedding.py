@@ -129,6 +129,106 @@ def _input_loader(spec: InputSpec, dataset: FaceDataset) -> Callable[[FaceImage]
     return lambda image: _decode_stored(image.aligned.name)
 
 
+def _dataset_get(name: str) -> FaceDataset:
+    """The imported dataset called ``name``, or an EmbedError naming the imported ones."""
+    try:
+        return FaceDataset.objects.get(name=name)
+    except FaceDataset.DoesNotExist:
+        known = ", ".join(FaceDataset.objects.values_list("name", flat=True)) or "none"
+        raise EmbedError(f"unknown dataset {name!r}; imported: {known}") from None
+
+
+def _recognizer_load(
+    recognizer: str, *, device: str, weights: str | Path | None
+) -> tuple[object, str]:
+    """The recognizer's model and weights SHA-256, after checking its name and the device."""
+    from reconstruction.recognizers.registry import ARCFACE_RECOGNIZERS, RECOGNIZERS, get_recognizer
+
+    if recognizer not in RECOGNIZERS and recognizer not in ARCFACE_RECOGNIZERS:
+        known = ", ".join([*sorted(RECOGNIZERS), *ARCFACE_RECOGNIZERS])
+        raise EmbedError(f"unknown recognizer {recognizer!r}; known: {known}")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise EmbedError(f"device {device!r} requested but CUDA is not available")
+    try:
+        model = get_recognizer(recognizer, weights)
+        return model, model.weights_sha256
+    except (KeyError, ValueError, OSError) as exc:
+        raise EmbedError(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from exc
+
+
+def _ok_images(data: FaceDataset) -> list[FaceImage]:
+    """The dataset's ok images in id order, with the fields the input loaders read."""
+    images = list(
+        FaceImage.objects.ok()
+        .filter(dataset=data)
+        .order_by("id")
+        .only("relative_path", "sha256", "box", "dlib_landmarks", "aligned", "crop160")
+    )
+    if not images:
+        raise EmbedError(f"dataset {data.name!r} has no aligned images: run import_faces first")
+    return images
+
+
+def _stored_inputs(data: FaceDataset, recognizer: str, weights: str) -> dict[int, tuple[str, str]]:
+    """image id → (source SHA-256, preprocessing) of its Embedding for these weights."""
+    return {
+        image_id: (source, prep)
+        for image_id, source, prep in Embedding.objects.filter(
+            image__dataset=data, recognizer=recognizer, weights_sha256=weights
+        ).values_list("image_id", "source_sha256", "preprocessing")
+    }
+
+
+def _inputs_load(
+    images: list[FaceImage], load: Callable[[FaceImage], np.ndarray], summary: EmbedSummary
+) -> tuple[list[FaceImage], list[np.ndarray]]:
+    """The images whose input could be built, and those inputs; the others go to ``failed``."""
+    batch, crops = [], []
+    for image in images:
+        try:
+            crops.append(load(image))
+        except (InputError, OSError) as exc:
+            summary.failed.append((image.relative_path, str(exc)))
+            continue
+        batch.append(image)
+    return batch, crops
+
+
+def _embeddings_write(
+    batch: list[FaceImage], vectors: np.ndarray, *, data: FaceDataset, summary: EmbedSummary
+) -> None:
+    """Insert or update one batch's Embedding rows in one transaction."""
+    rows = [
+        Embedding(
+            image_id=image.id,
+            recognizer=summary.recognizer,
+            weights_sha256=summary.weights_sha256,
+            preprocessing=summary.preprocessing,
+            source_sha256=image.sha256,
+            dataset_fingerprint=data.fingerprint,
+            dim=vectors.shape[1],
+            vector=np.ascontiguousarray(vector, dtype="<f4").tobytes(),
+        )
+        for image, vector in zip(batch, vectors, strict=True)
+    ]
+    with transaction.atomic():
+        Embedding.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["image", "recognizer", "weights_sha256"],
+            update_fields=[
+                "preprocessing",
+                "source_sha256",
+                "dataset_fingerprint",
+                "dim",
+                "vector",
+            ],
+        )
+
+
 def dataset_embed(
     *,
     dataset: str,
@@ -149,107 +249,41 @@ def dataset_embed(
     """
     from tqdm import tqdm
 
-    from reconstruction.recognizers.registry import ARCFACE_RECOGNIZERS, RECOGNIZERS, get_recognizer
-
     started = time.perf_counter()
     if batch_size < 1:
         raise EmbedError("the batch size must be at least 1")
-    try:
-        data = FaceDataset.objects.get(name=dataset)
-    except FaceDataset.DoesNotExist:
-        known = ", ".join(FaceDataset.objects.values_list("name", flat=True)) or "none"
-        raise EmbedError(f"unknown dataset {dataset!r}; imported: {known}") from None
-    if recognizer not in RECOGNIZERS and recognizer not in ARCFACE_RECOGNIZERS:
-        known = ", ".join([*sorted(RECOGNIZERS), *ARCFACE_RECOGNIZERS])
-        raise EmbedError(f"unknown recognizer {recognizer!r}; known: {known}")
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise EmbedError(f"device {device!r} requested but CUDA is not available")
-    try:
-        model = get_recognizer(recognizer, weights)
-        weights = model.weights_sha256
-    except (KeyError, ValueError, OSError) as exc:
-        raise EmbedError(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from exc
+    data = _dataset_get(dataset)
+    model, weights_sha256 = _recognizer_load(recognizer, device=device, weights=weights)
     spec = INPUTS.get(recognizer, DEFAULT_INPUT)
-    preprocessing = f"input: {spec.description} | {model.preprocessing}"
     summary = EmbedSummary(
         dataset=data.name,
         fingerprint=data.fingerprint,
         recognizer=recognizer,
-        weights_sha256=weights,
-        preprocessing=preprocessing,
+        weights_sha256=weights_sha256,
+        preprocessing=f"input: {spec.description} | {model.preprocessing}",
         device=device,
     )
-
-    images = list(
-        FaceImage.objects.ok()
-        .filter(dataset=data)
-        .order_by("id")
-        .only("relative_path", "sha256", "box", "dlib_landmarks", "aligned", "crop160")
-    )
+    images = _ok_images(data)
     summary.images = len(images)
-    if not images:
-        raise EmbedError(f"dataset {data.name!r} has no aligned images: run import_faces first")
-    stored = {
-        image_id: (source, prep)
-        for image_id, source, prep in Embedding.objects.filter(
-            image__dataset=data, recognizer=recognizer, weights_sha256=weights
-        ).values_list("image_id", "source_sha256", "preprocessing")
-    }
-    todo = [image for image in images if stored.get(image.id) != (image.sha256, preprocessing)]
+    stored = _stored_inputs(data, recognizer, summary.weights_sha256)
+    todo = [i for i in images if stored.get(i.id) != (i.sha256, summary.preprocessing)]
     summary.unchanged = len(images) - len(todo)
 
     load = _input_loader(spec, data)
     bar = tqdm(total=len(todo), unit="img", disable=not progress, desc=f"{data.name}/{recognizer}")
     try:
         for start in range(0, len(todo), batch_size):
-            batch, crops = [], []
-            for image in todo[start : start + batch_size]:
-                try:
-                    crops.append(load(image))
-                except (InputError, OSError) as exc:
-                    summary.failed.append((image.relative_path, str(exc)))
-                    continue
-                batch.append(image)
+            batch, crops = _inputs_load(todo[start : start + batch_size], load, summary)
             bar.update(len(todo[start : start + batch_size]))
             if not batch:
                 continue
             tick = time.perf_counter()
             vectors = model.embed(np.stack(crops), device=device, batch_size=batch_size)
             summary.embed_seconds += time.perf_counter() - tick
-            rows = [
-                Embedding(
-                    image_id=image.id,
-                    recognizer=recognizer,
-                    weights_sha256=weights,
-                    preprocessing=preprocessing,
-                    source_sha256=image.sha256,
-                    dataset_fingerprint=data.fingerprint,
-                    dim=vectors.shape[1],
-                    vector=np.ascontiguousarray(vector, dtype="<f4").tobytes(),
-                )
-                for image, vector in zip(batch, vectors, strict=True)
-            ]
-            with transaction.atomic():
-                Embedding.objects.bulk_create(
-                    rows,
-                    update_conflicts=True,
-                    unique_fields=["image", "recognizer", "weights_sha256"],
-                    update_fields=[
-                        "preprocessing",
-                        "source_sha256",
-                        "dataset_fingerprint",
-                        "dim",
-                        "vector",
-                    ],
-                )
-            for image in batch:
-                if image.id in stored:
-                    summary.updated += 1
-                else:
-                    summary.created += 1
+            _embeddings_write(batch, vectors, data=data, summary=summary)
+            created = sum(1 for image in batch if image.id not in stored)
+            summary.created += created
+            summary.updated += len(batch) - created
     finally:
         bar.close()
     summary.seconds = time.perf_counter() - started

@@ -61,6 +61,7 @@ from torch import Tensor, nn
 
 from reconstruction.faces.alignment import DLIB_CHIP_PADDING, DLIB_CHIP_SIZE, dlib_chip
 from reconstruction.model_store import TFJS_MODELS, sha256_file, tfjs_model_path
+from reconstruction.recognizers.backbones import BACKBONES, load_backbone
 from reconstruction.recognizers.backbones.tfjs_graph import TfjsGraph
 
 __all__ = [
@@ -356,7 +357,7 @@ RECOGNIZERS: dict[str, Callable[[], Recognizer]] = {
 }
 
 
-ARCFACE_RECOGNIZERS = ("arcface-r50", "arcface-effnet")  # need a weights file
+ARCFACE_RECOGNIZERS = tuple(BACKBONES)  # the backbone registry's names; need a weights file
 
 
 class _UnitEmbedder(nn.Module):
@@ -391,8 +392,6 @@ class ArcFaceRecognizer:
                 f"no weights file at {path}: give a .pth state dict for {name} "
                 "(train one with `manage.py train_extractor`)"
             )
-        from reconstruction.recognizers.arcface import load_backbone
-
         self.name = name
         self.path = path.resolve()
         self.preprocessing = (

@@ -41,11 +41,15 @@ __all__ = [
     "GALLERY_SPLITS",
     "MATCH_SET_MODES",
     "StudyBuildError",
+    "StudyRequest",
     "TargetPick",
     "file_sha256",
     "gallery_enrol",
+    "gallery_pool",
+    "gallery_provenance",
     "reconstructions_available",
     "targets_choose",
+    "targets_pick",
 ]
 
 GALLERY_SPLITS = (Split.GALLERY, Split.TARGET)
@@ -60,6 +64,29 @@ MATCH_SET_MODES = {
 
 class StudyBuildError(ValueError):
     """A study cannot be built as asked; the message says what to run or change."""
+
+
+@dataclass(frozen=True)
+class StudyRequest:
+    """What `study_build` is asked for: its arguments (``methods`` resolved) and the study's K."""
+
+    slug: str
+    title: str
+    dataset: str
+    recognizer: str  # F: the reconstructions were made from its vectors
+    second: str  # F': ranks the gallery
+    methods: list[str]
+    per_method: int
+    gallery_identities: int | None
+    seed: int
+    exclude_source: bool
+    match_sets: str
+    description: str
+    is_demo: bool
+    codes: dict[str, str] | None
+    progress: bool
+    provenance_extra: dict
+    k: int
 
 
 @dataclass(frozen=True)
@@ -204,3 +231,60 @@ def gallery_enrol(
         image_ids=image_ids,
         description={"identities": len(enrolled), "images": len(image_ids)},
     )
+
+
+def targets_pick(
+    request: StudyRequest, *, dataset: FaceDataset, pool: dict[int, list[int]]
+) -> list[TargetPick]:
+    """Per method, up to ``per_method`` reconstructions made with F, one per target identity,
+    the same identities across methods first (`targets_choose`); with ``exclude_source``,
+    only identities with another gallery photo."""
+    findable = None
+    if request.exclude_source:
+        # The source photo is excluded: only identities with another gallery photo can be found.
+        findable = {identity for identity, images in pool.items() if len(images) >= 2}
+    available: dict[str, dict[int, Reconstruction]] = {}
+    for method in request.methods:
+        available[method] = reconstructions_available(
+            dataset=dataset,
+            method=method,
+            recognizer=request.recognizer,
+            findable=findable,
+            seed=request.seed,
+        )
+        if not available[method]:
+            raise StudyBuildError(
+                f"no {method} reconstructions with {request.recognizer} of target images of "
+                f"{request.dataset!r}"
+                + (" whose identity has another gallery photo" if request.exclude_source else "")
+                + f": run `manage.py reconstruct --method {method} --dataset {request.dataset} "
+                f"--recognizer {request.recognizer}`"
+            )
+    chosen = targets_choose(
+        {m: list(rows) for m, rows in available.items()},
+        per_method=request.per_method,
+        seed=request.seed,
+    )
+    return [
+        TargetPick(method, identity, available[method][identity])
+        for method in request.methods
+        for identity in chosen[method]
+    ]
+
+
+def gallery_provenance(request: StudyRequest, gallery: Gallery) -> dict[str, object]:
+    """The gallery every match set was drawn from: F', splits, size, exclusion and ranking."""
+    return {
+        "recognizer": request.second,
+        "splits": [str(s) for s in GALLERY_SPLITS],
+        "identities": gallery.description["identities"],
+        "images": len(gallery),
+        "requested_identities": request.gallery_identities,
+        "seed": request.seed,
+        "exclusion": (
+            "the reconstruction's source image is excluded from the search"
+            if request.exclude_source
+            else "included: the source image may be returned (upper-bound variant)"
+        ),
+        "ranking": f"{MATCH_SET_MODES[request.match_sets]}; top {request.k}",
+    }

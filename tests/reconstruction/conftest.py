@@ -1,4 +1,5 @@
-"""Fixtures shared by the reconstruction tests: the mobileface model and a tiny LFW import."""
+"""Fixtures shared by the reconstruction tests: the mobileface model, a tiny LFW import, and
+the browser fixtures (tests/browser_fixtures.py) for the built study's browser test."""
 
 import shutil
 from pathlib import Path
@@ -6,6 +7,13 @@ from pathlib import Path
 import pytest
 
 from reconstruction.services import dataset_import
+from tests.browser_fixtures import (  # noqa: F401  (fixtures for the browser tests)
+    browser,
+    browser_context_args,
+    context,
+    live_server,
+    page,
+)
 
 # Two identities with 3 photos (training) and two with 1 (targets).
 TINY_LFW_IDENTITIES = {

@@ -8,7 +8,7 @@ from reconstruction.methods.eigenfaces import EigenfacesConfig
 from reconstruction.models import FaceImage, Reconstruction, Split
 from reconstruction.recognizers.embedding import dataset_embed
 from reconstruction.services import dataset_import, eigenbasis_train, reconstruction_create
-from survey.demo import demo_subset_plan, demo_subset_write
+from reconstruction.studies.demo import demo_subset_plan, demo_subset_write
 
 DATASET = "tiny"
 

@@ -10,10 +10,9 @@ from reconstruction.recognizers.arcface import (
     ArcFaceHead,
     ExtractorConfig,
     arcface_logits,
-    build_backbone,
-    load_backbone,
     train_extractor,
 )
+from reconstruction.recognizers.backbones import build_backbone, load_backbone
 from reconstruction.recognizers.backbones.iresnet import IResNet
 
 

@@ -186,7 +186,8 @@ def test_table_ii_non_unique_reading_on_a_hand_computed_engine_answer(tmp_path):
     nbnet, truths 1–3: classes 10, 13, 14 -> no class repeats within nbnet (non-unique 0%,
     although class 10 is also eigenfaces'), the most frequent holds 1/3.
     """
-    from reconstruction.metric1.scoring import ranked_trial, write_markdown
+    from reconstruction.metric1.report import write_markdown
+    from reconstruction.metric1.scoring import ranked_trial
 
     labels = np.array(
         [

@@ -94,7 +94,12 @@ def test_one_reconstruction_gets_one_dlib_vector_through_every_path(face_data, t
     from reconstruction.metric1.services import _reconstruction_vectors
     from reconstruction.recognizers.embedding import dataset_embed
     from reconstruction.storage import aligned_pixels_of
-    from survey.bots import EmbeddingCache, Observer, ObserverParams, reconstruction_query_paths
+    from reconstruction.studies.observers import (
+        EmbeddingCache,
+        RecognizerObserver,
+        reconstruction_query_paths,
+    )
+    from survey.bots import ObserverParams
     from survey.models import MatchSet
     from tests.reconstruction.helpers import DATASET, tiny_reconstructed_dataset
 
@@ -139,7 +144,7 @@ def test_one_reconstruction_gets_one_dlib_vector_through_every_path(face_data, t
         np.testing.assert_allclose(seen, vector, atol=1e-6)
     # ... and an observer treats a built study's query images (224 px JPEGs) as
     # reconstructions: the same view, up to the JPEG's loss.
-    observer = Observer("dlib-resnet", ObserverParams())
+    observer = RecognizerObserver("dlib-resnet", ObserverParams())
     observer.reconstruction_paths = reconstruction_query_paths("paths")
     assert observer.reconstruction_paths == {m.query_image.url for m in match_sets}
     for match_set in match_sets:

@@ -2,7 +2,8 @@
 
 import pytest
 
-from survey.faces import CandidateFace, candidate_faces, candidate_faces_forget
+from survey import faces
+from survey.faces import CandidateFace, candidate_faces
 from survey.models import Candidate, MatchSet
 from tests.factories import MatchSetFactory, StudyFactory, synthetic_jpeg
 
@@ -10,10 +11,10 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def empty_store():
-    candidate_faces_forget()
-    yield
-    candidate_faces_forget()
+def empty_store(monkeypatch):
+    """Each test starts from an empty store of this process's candidates (and leaves the real
+    one as it was)."""
+    monkeypatch.setattr(faces, "_kept", {})
 
 
 def test_faces_in_rank_order_with_urls_read_once(django_assert_num_queries):
@@ -76,5 +77,5 @@ def test_match_set_seen_without_candidates_is_read_again():
     Candidate.objects.create(
         match_set=bare, rank=1, identity="P", image=synthetic_jpeg(902), is_true=True
     )
-    (faces,) = candidate_faces(bare)
-    assert [(f.rank, f.is_true) for f in faces] == [(1, True)]
+    (found,) = candidate_faces(bare)
+    assert [(f.rank, f.is_true) for f in found] == [(1, True)]

@@ -14,13 +14,12 @@ from survey import services
 from survey.assignment import match_sets_with_counts
 from survey.dashboard import study_dashboard
 from survey.dataprotection import participant_ids_purge
-from survey.demo import demo_study_create
 from survey.exports import responses_long
 from survey.models import Participant, RefusedRequest, Response, Study
 from survey.ratelimit import client_key
 from survey.services import PROLIFIC_ID_RE, REENTRY_SAME_BROWSER, REENTRY_SAME_NETWORK
 from tests.factories import STUDY_ID, StudyFactory, prolific_id, study_with_match_sets
-from tests.survey.helpers import answer_current, at_questions, entered, simulate
+from tests.survey.helpers import answer_current, at_questions, entered
 from tests.survey.http_helpers import JSON, answer_payload, url
 from tests.survey.http_helpers import at_questions as http_at_questions
 
@@ -126,25 +125,6 @@ def test_accept_any_ids_is_off_by_default_and_says_what_it_is_for():
     field = Study._meta.get_field("accept_any_ids")
     assert StudyFactory().accept_any_ids is False
     assert "pilots and demos" in field.help_text
-
-
-@pytest.mark.django_db(transaction=True)
-def test_bots_pass_the_real_id_check_and_demo_studies_accept_any_ids(
-    synthetic_faces,
-    tmp_path,
-):
-    study = demo_study_create(faces_root=synthetic_faces, slug="pilot", per_method=5, seed=3)
-    assert study.accept_any_ids  # the links `manage.py demo` prints carry made-up IDs
-    Study.objects.filter(pk=study.pk).update(accept_any_ids=False)
-    out = tmp_path / "run.json"
-    text = simulate("pilot", out, n=2, observer="random", careless=0, seed=1, images="new")
-    assert "2 completed" in text, text
-    run = json.loads(out.read_text())["run"]
-    pids = {r["pid"] for r in run["results"]}
-    assert all(PROLIFIC_ID_RE.fullmatch(pid) and pid == pid.lower() for pid in pids)
-    stored = Participant.objects.filter(study=study)
-    assert set(stored.values_list("prolific_pid", flat=True)) == pids
-    assert all(PROLIFIC_ID_RE.fullmatch(s) for s in stored.values_list("session_id", flat=True))
 
 
 # --- places and balance within the study's maximum minutes ----------------------------------

@@ -18,6 +18,9 @@ from django.utils import timezone
 from survey import prolific
 from survey.dataprotection import submission_hash
 from survey.models import AuditEvent, Participant, ProlificBonus, pseudonymise
+from survey.prolific import submissions as prolific_submissions
+from survey.prolific.bonuses import _bonus_csv, _paying
+from survey.prolific.client import _next_link
 from tests.factories import StudyFactory
 from tests.survey.prolific_replay import (
     PID,
@@ -192,10 +195,10 @@ def test_list_refuses_an_unknown_status_before_calling(study):
 
 
 def test_next_link_is_followed_only_when_a_page_names_one():
-    assert prolific._next_link({"results": []}) is None
-    assert prolific._next_link({"results": [], "_links": {"next": {"href": None}}}) is None
+    assert _next_link({"results": []}) is None
+    assert _next_link({"results": [], "_links": {"next": {"href": None}}}) is None
     href = "https://api.prolific.com/api/v1/studies/x/submissions/?page=2"
-    assert prolific._next_link({"results": [], "_links": {"next": {"href": href}}}) == href
+    assert _next_link({"results": [], "_links": {"next": {"href": href}}}) == href
 
 
 # --- approve -------------------------------------------------------------------------------
@@ -226,7 +229,7 @@ def test_bulk_approve_is_sent_in_sequential_batches(study, participant, monkeypa
         session_id="64f1c0a2b3d4e5f6a7b8c902",
         status=Participant.Status.COMPLETED,
     )
-    monkeypatch.setattr(prolific, "BULK_APPROVE_MAX", 1)
+    monkeypatch.setattr(prolific_submissions, "BULK_APPROVE_MAX", 1)
     adapter = ReplayAdapter("study_submissions", "bulk_approve", "bulk_approve")
     approval = prolific.submissions_approve(
         study=study, participants=[participant, other], actor="bob", client=client_for(adapter)
@@ -337,7 +340,7 @@ def test_bonus_is_set_up_then_paid_and_a_second_one_is_refused(participant):
     [(150, "1.50"), (5, "0.05"), (3000, "30.00"), (1, "0.01")],
 )
 def test_bonus_csv_gives_the_amount_in_the_currencys_major_unit(pence, line):
-    assert prolific._bonus_csv(SUBMISSION, pence) == f"{SUBMISSION},{line}\n"
+    assert _bonus_csv(SUBMISSION, pence) == f"{SUBMISSION},{line}\n"
 
 
 def test_bonus_is_paid_by_submission_id_even_after_the_prolific_id_was_purged(participant):
@@ -728,7 +731,7 @@ def test_bonus_being_paid_by_another_caller_is_refused_until_its_claim_is_stale(
         participant=participant,
         amount_pence=150,
         prolific_bonus_id="6500aa11bb22cc33dd44ee55",
-        error=prolific._paying(timezone.now() - timezone.timedelta(minutes=1)),
+        error=_paying(timezone.now() - timezone.timedelta(minutes=1)),
     )
     adapter = ReplayAdapter("bonus_pay")
     client = client_for(adapter)
@@ -737,7 +740,7 @@ def test_bonus_being_paid_by_another_caller_is_refused_until_its_claim_is_stale(
     assert adapter.sent == []
     # A claim older than any pay call can take was interrupted: paying is tried again.
     stale = timezone.now() - prolific.PAY_CLAIM_STALE - timezone.timedelta(seconds=1)
-    ProlificBonus.objects.filter(pk=bonus.pk).update(error=prolific._paying(stale))
+    ProlificBonus.objects.filter(pk=bonus.pk).update(error=_paying(stale))
     paid = prolific.bonus_pay(participant=participant, amount_pence=150, actor="dan", client=client)
     assert paid.state == ProlificBonus.State.PAID
     assert [r.path_url for r in adapter.sent] == [

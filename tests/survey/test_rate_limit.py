@@ -16,8 +16,8 @@ from django.urls import reverse
 
 from survey.models import Participant, RateCounter, RefusedRequest, Study
 from survey.ratelimit import (
-    UNTRUSTED_PROXY_WARNED,
     Rate,
+    _untrusted_proxy_report,
     client_ip,
     client_key,
     rate_hit,
@@ -28,6 +28,14 @@ from tests.settings_helpers import KEY_VARIABLES, deploy_environment, load_setti
 from tests.survey.http_helpers import arrival
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def no_proxy_reported():
+    """This process has reported no untrusted proxy yet (it reports each one once)."""
+    _untrusted_proxy_report.cache_clear()
+    yield
+    _untrusted_proxy_report.cache_clear()
 
 
 def entry_url(study: Study) -> str:
@@ -132,7 +140,7 @@ def test_behind_a_trusted_proxy_each_forwarded_client_is_counted_apart(settings)
 
 @pytest.mark.django_db
 def test_with_the_deploy_example_s_environment_clients_behind_nginx_are_counted_apart(
-    settings, monkeypatch, tmp_path, caplog
+    no_proxy_reported, settings, monkeypatch, tmp_path, caplog
 ) -> None:
     env = deploy_environment()
     # Its keys are placeholders, refused as they are (tests/test_settings.py): replaced here.
@@ -141,7 +149,6 @@ def test_with_the_deploy_example_s_environment_clients_behind_nginx_are_counted_
     settings.FVR_TRUSTED_PROXIES = loaded["FVR_TRUSTED_PROXIES"]
     settings.FVR_ENTRY_RATE = "1/min"
     study = StudyFactory()
-    UNTRUSTED_PROXY_WARNED.clear()
 
     def via_nginx(client: str, n: int) -> int:
         # deploy/nginx.conf proxies from loopback and appends the client's address.
@@ -157,11 +164,12 @@ def test_with_the_deploy_example_s_environment_clients_behind_nginx_are_counted_
 
 
 @pytest.mark.django_db
-def test_a_proxy_that_is_not_trusted_is_reported_once_naming_the_variable(settings, caplog) -> None:
+def test_a_proxy_that_is_not_trusted_is_reported_once_naming_the_variable(
+    no_proxy_reported, settings, caplog
+) -> None:
     settings.FVR_ENTRY_RATE = "30/min"
     settings.FVR_TRUSTED_PROXIES = []
     study = StudyFactory()
-    UNTRUSTED_PROXY_WARNED.clear()
     with caplog.at_level(logging.WARNING, logger="survey.ratelimit"):
         Client(REMOTE_ADDR="198.51.100.7").get(entry_url(study), arrival(0))  # no proxy
         assert not [r for r in caplog.records if r.name == "survey.ratelimit"]
@@ -179,9 +187,8 @@ def test_a_proxy_that_is_not_trusted_is_reported_once_naming_the_variable(settin
     assert RateCounter.objects.get(client=client_key("127.0.0.1")).hits == 3
 
 
-def test_the_warning_never_logs_a_public_address(rf, settings, caplog) -> None:
+def test_the_warning_never_logs_a_public_address(no_proxy_reported, rf, settings, caplog) -> None:
     settings.FVR_TRUSTED_PROXIES = []
-    UNTRUSTED_PROXY_WARNED.clear()
     with caplog.at_level(logging.WARNING, logger="survey.ratelimit"):
         client_ip(rf.get("/", REMOTE_ADDR="93.184.216.34", HTTP_X_FORWARDED_FOR="10.0.0.1"))
     [warning] = [r for r in caplog.records if r.name == "survey.ratelimit"]

@@ -1,21 +1,18 @@
 """Simulated participants take a demo study through the real HTTP pages.
 
 (a) fast: 20 bots with the random observer against a server started by the command;
-(b) slow: 200 bots with the dlib-resnet observer on a demo study built from real LFW photos,
-    then `analyze_study`'s per-method intervals must contain the observer's expected accuracy.
+(b) slow, with a recognizer observer: tests/reconstruction/test_observers.py (it needs torch).
 """
 
 import json
 import random
-import time
 
-import pandas as pd
 import pytest
 from django.core.management import CommandError
 
 from analysis.exclusions import ExclusionConfig, apply_exclusions
 from analysis.outcomes import add_outcomes
-from analysis.services import study_analyze, study_responses_frame
+from analysis.services import study_responses_frame
 from survey.bots import (
     ObserverParams,
     PilotRun,
@@ -24,9 +21,8 @@ from survey.bots import (
     softmax_decide,
     uniform_decide,
 )
-from survey.demo import demo_study_create
 from survey.models import Participant, Response, pseudonymise
-from tests.factories import StudyFactory
+from tests.factories import StudyFactory, study_with_match_sets
 from tests.survey.helpers import simulate
 
 # --- the decision rule -------------------------------------------------------------------
@@ -91,9 +87,9 @@ def test_page_parser_reads_candidates_in_display_order_and_the_attention_instruc
 
 @pytest.mark.django_db(transaction=True)
 def test_20_random_bots_complete_a_demo_study_over_http_and_careless_ones_are_excluded(
-    synthetic_faces, tmp_path
+    tmp_path,
 ):
-    study = demo_study_create(faces_root=synthetic_faces, slug="pilot", per_method=5, seed=3)
+    study = study_with_match_sets(per_method=5, slug="pilot", is_demo=True)
     out = tmp_path / "run.json"
     text = simulate(
         "pilot", out, n=20, observer="random", careless=0.2, seed=5, concurrency=2, images="new"
@@ -143,8 +139,8 @@ def test_20_random_bots_complete_a_demo_study_over_http_and_careless_ones_are_ex
 
 
 @pytest.mark.django_db(transaction=True)
-def test_bots_take_a_running_server_given_by_base_url(synthetic_faces, tmp_path, live_server):
-    study = demo_study_create(faces_root=synthetic_faces, slug="pilot", per_method=5, seed=3)
+def test_bots_take_a_running_server_given_by_base_url(tmp_path, live_server):
+    study = study_with_match_sets(per_method=5, slug="pilot", is_demo=True)
     out = tmp_path / "run.json"
     text = simulate(
         "pilot", out, n=3, observer="random", careless=0, base_url=live_server.url, concurrency=1
@@ -166,83 +162,7 @@ def test_bots_refuse_a_study_that_is_not_a_demo(tmp_path):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_unknown_observer_is_refused_with_the_known_names(synthetic_faces, tmp_path):
-    demo_study_create(faces_root=synthetic_faces, slug="pilot", per_method=5, seed=3)
+def test_unknown_observer_is_refused_with_the_known_names(tmp_path):
+    study_with_match_sets(per_method=5, slug="pilot", is_demo=True)
     with pytest.raises(CommandError, match=r"Unknown observer 'nobody'.*dlib-resnet"):
         simulate("pilot", tmp_path / "x.json", n=1, observer="nobody")
-
-
-# --- (b) slow: dlib-resnet observer, analyze_study recovers its accuracy ------------------
-
-
-@pytest.mark.slow
-@pytest.mark.facedata
-@pytest.mark.django_db(transaction=True)
-def test_200_dlib_observer_bots_and_analysis_recovers_the_observer_accuracy(face_data, tmp_path):
-    pytest.importorskip("dlib")
-    study = demo_study_create(faces_root=face_data / "lfw", slug="pilot", per_method=6, seed=8)
-    out = tmp_path / "run.json"
-    started = time.perf_counter()
-    text = simulate(
-        "pilot",
-        out,
-        n=200,
-        observer="dlib-resnet",
-        careless=0.1,
-        seed=11,
-        concurrency=4,
-        images="new",
-    )
-    bots_seconds = time.perf_counter() - started
-    run = PilotRun.from_dict(json.loads(out.read_text())["run"])
-    careless = {r.pid for r in run.results if r.careless}
-    assert len(careless) == 20
-    assert run.count("completed") == 180, text
-    assert run.count("ended") == 20
-    # each image embedded once per run, not once per bot
-    assert run.images_embedded <= study.match_sets.count() * (study.k + 1)
-
-    analysis = study_analyze(
-        study=study,
-        out_dir=tmp_path / "report",
-        overrides={"n_resamples": 499, "variability": False, "figures": False},
-    )
-    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
-    steps = {s["rule"]: s for s in summary["exclusions"]}
-    assert steps["failed_attention"]["participants_removed"] == 20
-    removed_by_attention = set(
-        pd.read_csv(tmp_path / "report" / "responses_long.csv").query(
-            "participant_status == 'failed_attention'"
-        )["participant"]
-    )
-    assert removed_by_attention == {pseudonymise(pid) for pid in careless}
-
-    long = pd.read_csv(tmp_path / "report" / "responses_long.csv")
-    analysed = set(long.loc[long["analysed"], "participant"])
-    expected = {
-        row.method: row
-        for row in observer_expected_accuracy(study=study, run=run, pseudonyms=analysed)
-    }
-    rows = {row["method"]: row for row in analysis.summary["accuracy"]}
-    assert set(rows) == set(expected) == set(study.methods)
-    for method, row in rows.items():
-        e = expected[method].expected
-        assert row["n_responses"] == expected[method].n_responses
-        assert row["accuracy"] == pytest.approx(expected[method].observed)
-        # The truth within the 95% intervals widened to 3.5 standard errors (99.95%): four
-        # methods' 95% intervals (two each, strongly correlated) miss it together in up to one
-        # run in five, and the bots' thread timing changes the data from run to run.
-        # The observer's expected accuracy is given these faces, so the participant-only
-        # ("conditional on these faces") intervals are the ones whose target it is.
-        for interval in ("bootstrap", "gee"):
-            low, high = (
-                row["conditional"][f"{interval}_low"],
-                row["conditional"][f"{interval}_high"],
-            )
-            assert low <= row["accuracy"] <= high, (method, interval, row)
-            se = (high - low) / (2 * 1.96)
-            assert abs(e - row["accuracy"]) <= 3.5 * se, (method, interval, e, row)
-        # the observer is far above chance on real photos, and not perfect
-        assert 0.4 < e < 0.98
-    shown = [(m, round(r.expected, 3)) for m, r in expected.items()]
-    print(f"bots {bots_seconds:.0f} s; expected accuracy {shown}")  # noqa: T201

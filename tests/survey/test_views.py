@@ -3,8 +3,7 @@
 import pytest
 from django.test import Client
 
-from survey import services
-from survey.faces import candidate_faces_forget
+from survey import faces, services
 from survey.models import Assignment, Participant, RefusedRequest, Response
 from tests.factories import STUDY_ID, prolific_id, study_with_match_sets
 from tests.survey.http_helpers import JSON, PARAMS, answer_payload, at_questions, url
@@ -261,10 +260,12 @@ def test_participant_pages_send_a_strict_content_security_policy():
     assert b"style=" not in page.content  # inline styles would break the policy
 
 
-def test_question_page_and_answer_keep_to_their_query_budget(django_assert_max_num_queries):
+def test_question_page_and_answer_keep_to_their_query_budget(
+    django_assert_max_num_queries, monkeypatch
+):
     """The requests every participant makes per question, ~100 times a second at load:
     a regression here is a regression in capacity (benchmarks/load/profile_flow.py)."""
-    candidate_faces_forget()
+    monkeypatch.setattr(faces, "_kept", {})  # no candidates seen yet in this process
     study = study_with_match_sets()
     client = Client()
     p = at_questions(client, study)

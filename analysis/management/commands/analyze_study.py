@@ -2,6 +2,7 @@
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -69,10 +70,22 @@ class Command(BaseCommand):
         except AnalysisError as error:
             raise CommandError(str(error)) from error
         top = run.summary
-        pre = top["preregistration"]
         write = self.stdout.write
         write(f"Report for '{study.slug}' in {run.duration_s:.1f} s: {run.folder / 'report.html'}")
         write(f"  (also report.md, summary.json, figures/ in {run.folder})")
+        self._write_plan(top["preregistration"])
+        self._write_flow(top)
+        self._write_accuracy(top, level=f"{run.config['confidence_level']:.0%} CI")
+        omnibus = top.get("omnibus")
+        if omnibus:
+            write(
+                f"Methods differ (crossed Wald): F({omnibus['df_num']}, {omnibus['df_den']}) = "
+                f"{omnibus['f']:.2f}, p = {omnibus['p']:.3g}"
+            )
+
+    def _write_plan(self, pre: dict[str, Any]) -> None:
+        """Whether the plan was frozen, and any deviation or unknown keys."""
+        write = self.stdout.write
         if pre["frozen_plan_sha256"] is None:
             write(self.style.WARNING("Plan: not pre-registered (the study never opened)."))
         elif pre["deviates"]:
@@ -86,6 +99,10 @@ class Command(BaseCommand):
             write(f"Plan: frozen {pre['frozen_plan_sha256'][:12]}…, no deviation.")
         if pre["unknown_keys"]:
             write(self.style.WARNING(f"Unknown plan keys (ignored): {pre['unknown_keys']}"))
+
+    def _write_flow(self, top: dict[str, Any]) -> None:
+        """Arrivals, participants and responses kept, each exclusion, and speed flags."""
+        write = self.stdout.write
         arrivals = top.get("arrivals") or {}
         if arrivals:
             write(
@@ -112,8 +129,11 @@ class Command(BaseCommand):
                 f"{speed['participants_mostly_fast']} participants flagged on half or more "
                 f"({speed['analysed_fast_answers']} flagged answers among those analysed)."
             )
+
+    def _write_accuracy(self, top: dict[str, Any], *, level: str) -> None:
+        """The accuracy table, with a warning for methods shown on few faces."""
+        write = self.stdout.write
         write(f"Accuracy (≥ 1 true match; chance 1/K = {_pct(top['flat_chance']).strip()}):")
-        level = f"{run.config['confidence_level']:.0%} CI"
         write(f"  {top['inference']}")
         write(
             f"  {'method':<12} {'acc':>6}  {level + ' (crossed)':<18} {'faces':>5} "
@@ -136,10 +156,4 @@ class Command(BaseCommand):
                     f"Few faces (< {SMALL_FACE_POOL}) for {', '.join(small)}: wide intervals; "
                     "more match sets, not more participants, would narrow them."
                 )
-            )
-        omnibus = top.get("omnibus")
-        if omnibus:
-            write(
-                f"Methods differ (crossed Wald): F({omnibus['df_num']}, {omnibus['df_den']}) = "
-                f"{omnibus['f']:.2f}, p = {omnibus['p']:.3g}"
             )

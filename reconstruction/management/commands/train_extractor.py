@@ -20,7 +20,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        from reconstruction.recognizers.arcface import BACKBONES
+        from reconstruction.recognizers.backbones import BACKBONES
         from reconstruction.recognizers.services import EXTRACTOR_PRESETS
 
         parser.add_argument("dataset", help="Name of an imported dataset (see import_faces).")

@@ -23,7 +23,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         from reconstruction.methods import PARAMETRIC
-        from reconstruction.methods.nbnet import PERCEPTUAL_MODES
+        from reconstruction.methods.parametric import PRESETS
         from reconstruction.recognizers.registry import RECOGNIZERS
 
         parser.add_argument("--method", required=True, choices=sorted(PARAMETRIC))
@@ -33,7 +33,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--preset",
             default="paper",
-            choices=["paper", "cpu", "tiny"],
+            choices=PRESETS,
             help="paper: the study's settings (GPU); cpu: reduced scale; tiny: tests.",
         )
         parser.add_argument(
@@ -59,37 +59,7 @@ class Command(BaseCommand):
             default=Path(settings.VAR_DIR) / "checkpoints",
             help="Where unfinished runs keep their state (resumed on the next call).",
         )
-        parser.add_argument(
-            "--perceptual-mode",
-            choices=PERCEPTUAL_MODES,
-            default=None,
-            help="nbnet: the perceptual phase's loss — replace (default; the original code: "
-            "perceptual loss instead of L1) or added (the paper's text: L1 + perceptual). "
-            "Either way the phase starts a fresh Adam at lr 2e-4, as the original does.",
-        )
-        parser.add_argument(
-            "--feature-network",
-            default=None,
-            metavar="NAME",
-            help="The network whose gradients train nbnet's perceptual loss or vec2face's "
-            "identity loss: a recognizer other than F (nbnet's default: mobileface, or faceres "
-            "when F is mobileface), or 'student' for vec2face (its default: a student trained "
-            "on F's vectors of the training faces).",
-        )
-        parser.add_argument(
-            "--vgg19-weights",
-            type=Path,
-            default=None,
-            metavar="PATH",
-            help="nbnet: a torchvision-style VGG-19 state dict for the original relu3_2 "
-            "perceptual loss (instead of a recognizer).",
-        )
-        parser.add_argument(
-            "--allow-white-box",
-            action="store_true",
-            help="Permit F itself as the feature network (white-box access to F, which the "
-            "paper's threat model excludes); recorded in the artifact.",
-        )
+        _add_feature_network_arguments(parser)
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: object, **options: object) -> None:
@@ -140,6 +110,43 @@ class Command(BaseCommand):
                 else ""
             )
         )
+
+
+def _add_feature_network_arguments(parser: CommandParser) -> None:
+    """The options that choose (and record) the network whose gradients train the losses."""
+    from reconstruction.methods.nbnet import PERCEPTUAL_MODES
+
+    parser.add_argument(
+        "--perceptual-mode",
+        choices=PERCEPTUAL_MODES,
+        default=None,
+        help="nbnet: the perceptual phase's loss — replace (default; the original code: "
+        "perceptual loss instead of L1) or added (the paper's text: L1 + perceptual). "
+        "Either way the phase starts a fresh Adam at lr 2e-4, as the original does.",
+    )
+    parser.add_argument(
+        "--feature-network",
+        default=None,
+        metavar="NAME",
+        help="The network whose gradients train nbnet's perceptual loss or vec2face's "
+        "identity loss: a recognizer other than F (nbnet's default: mobileface, or faceres "
+        "when F is mobileface), or 'student' for vec2face (its default: a student trained "
+        "on F's vectors of the training faces).",
+    )
+    parser.add_argument(
+        "--vgg19-weights",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="nbnet: a torchvision-style VGG-19 state dict for the original relu3_2 "
+        "perceptual loss (instead of a recognizer).",
+    )
+    parser.add_argument(
+        "--allow-white-box",
+        action="store_true",
+        help="Permit F itself as the feature network (white-box access to F, which the "
+        "paper's threat model excludes); recorded in the artifact.",
+    )
 
 
 def _feature_network_note(metrics: dict) -> str:

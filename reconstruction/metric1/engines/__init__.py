@@ -3,7 +3,7 @@
 An engine enrols a gallery of labelled face images (one collection per gallery), answers
 top-K searches with a similarity threshold, and deletes what it created. `ENGINES` maps a
 name to the adapter's constructor (imported lazily: boto3 is needed only to use
-Rekognition). `evaluate_topk --engine NAME` (`services.topk.topk_evaluate_engine`) drives
+Rekognition). `evaluate_topk --engine NAME` (`metric1.engine_runs.topk_evaluate_engine`) drives
 any adapter: it plans, enrols one gallery, searches each query once and scores every K.
 
 Adding an engine (e.g. Azure Face, whose identification API needs Microsoft's approval) is

@@ -12,11 +12,11 @@ on, orders them topologically and runs them as plain torch ops. Tensors keep TF'
 throughout; convolutions view them as channels-last NCHW, so the permutes cost no copies.
 Constant tensors are buffers (``.to(device)`` moves them) and every op is differentiable with
 respect to the inputs. Ops outside ``SUPPORTED_OPS`` fail at construction, naming the op.
+The op table lives in ``tfjs_ops`` (re-exported here: ``SUPPORTED_OPS``, ``same_padding``).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +28,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reconstruction.recognizers.backbones.tfjs_ops import (
+    BINARY,
+    CONV_OPS,
+    STATIC_ARGS,
+    SUPPORTED_OPS,
+    UNARY,
+    Node,
+    TfjsGraphError,
+    attr_bool,
+    attr_float,
+    conv_op,
+    fused_tail,
+    inline_const,
+    matmul_op,
+    node_ref,
+    pool_op,
+    same_padding,
+)
+
 __all__ = [
     "SUPPORTED_OPS",
     "TfjsGraph",
@@ -36,10 +55,6 @@ __all__ = [
     "load_weights",
     "same_padding",
 ]
-
-
-class TfjsGraphError(ValueError):
-    """A graph model that this executor cannot parse or run."""
 
 
 _DTYPES: dict[str, np.dtype] = {
@@ -95,245 +110,6 @@ def load_weights(manifest: Sequence[Mapping[str, Any]], directory: Path) -> dict
     return weights
 
 
-def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
-    """TF's SAME padding (before, after) for one spatial dimension; the extra pixel goes after."""
-    out = -(-size // stride)
-    effective = (kernel - 1) * dilation + 1
-    total = max((out - 1) * stride + effective - size, 0)
-    return total // 2, total - total // 2
-
-
-@dataclass(frozen=True)
-class _Node:
-    name: str
-    op: str
-    inputs: tuple[str, ...]
-    attr: Mapping[str, Any]
-
-
-def _node_ref(name: str) -> str:
-    """Strip the ``:0`` output suffix; other output indices are not produced by supported ops."""
-    base, _, index = name.partition(":")
-    if index not in ("", "0"):
-        raise TfjsGraphError(f"input {name!r}: only the first output of a node is supported")
-    return base
-
-
-def _attr_str(attr: Mapping[str, Any], key: str, default: str = "") -> str:
-    value = attr.get(key)
-    return base64.b64decode(value["s"]).decode() if value and "s" in value else default
-
-
-def _attr_strs(attr: Mapping[str, Any], key: str) -> list[str]:
-    values = attr.get(key, {}).get("list", {}).get("s", [])
-    return [base64.b64decode(v).decode() for v in values]
-
-
-def _attr_ints(attr: Mapping[str, Any], key: str, default: Sequence[int]) -> list[int]:
-    values = attr.get(key, {}).get("list", {}).get("i")
-    return [int(v) for v in values] if values else list(default)
-
-
-def _attr_int(attr: Mapping[str, Any], key: str, default: int) -> int:
-    value = attr.get(key)
-    return int(value["i"]) if value and "i" in value else default
-
-
-def _attr_float(attr: Mapping[str, Any], key: str, default: float) -> float:
-    value = attr.get(key)
-    return float(value["f"]) if value and "f" in value else default
-
-
-def _attr_bool(attr: Mapping[str, Any], key: str, default: bool = False) -> bool:
-    value = attr.get(key)
-    return bool(value["b"]) if value and "b" in value else default
-
-
-def _inline_const(node: _Node) -> np.ndarray:
-    """Decode a ``Const`` whose value is inlined in the graph rather than in the manifest."""
-    tensor = node.attr.get("value", {}).get("tensor")
-    if tensor is None:
-        raise TfjsGraphError(f"Const {node.name!r} has no value in the manifest or the graph")
-    shape = [int(d.get("size", 0)) for d in tensor.get("tensorShape", {}).get("dim", [])]
-    for key, dtype in (("floatVal", np.float32), ("intVal", np.int32), ("boolVal", bool)):
-        if key in tensor:
-            values = np.asarray(tensor[key], dtype=dtype)
-            count = int(np.prod(shape)) if shape else 1
-            return np.broadcast_to(values, (count,)).reshape(shape).copy()
-    raise TfjsGraphError(f"Const {node.name!r}: unsupported inline value {sorted(tensor)}")
-
-
-# --- op implementations -----------------------------------------------------------------------
-
-
-def _pad_nchw(x: Tensor, pads: Sequence[int], value: float = 0.0) -> Tensor:
-    """Pad (top, bottom, left, right) of an NCHW tensor."""
-    top, bottom, left, right = pads
-    if not any(pads):
-        return x
-    return F.pad(x, (left, right, top, bottom), value=value)
-
-
-def _spatial_pads(
-    attr: Mapping[str, Any], x: Tensor, kernel: Sequence[int], strides: Sequence[int], dil: int
-) -> list[int]:
-    """(top, bottom, left, right) for SAME, VALID or EXPLICIT padding of an NHWC input."""
-    padding = _attr_str(attr, "padding", "VALID")
-    if padding == "VALID":
-        return [0, 0, 0, 0]
-    if padding == "SAME":
-        top, bottom = same_padding(x.shape[1], kernel[0], strides[0], dil)
-        left, right = same_padding(x.shape[2], kernel[1], strides[1], dil)
-        return [top, bottom, left, right]
-    if padding == "EXPLICIT":
-        explicit = _attr_ints(attr, "explicit_paddings", [0] * 8)
-        return explicit[2:6]
-    raise TfjsGraphError(f"unsupported padding {padding!r}")
-
-
-def _check_nhwc(node: _Node) -> None:
-    layout = _attr_str(node.attr, "data_format", "NHWC")
-    if layout != "NHWC":
-        raise TfjsGraphError(f"{node.op} {node.name!r}: data_format {layout} is not supported")
-
-
-def _conv(node: _Node, depthwise: bool) -> Callable[[Tensor, Tensor], Tensor]:
-    """Conv2D / DepthwiseConv2dNative on NHWC input with a torch-layout (OIHW) weight."""
-    _check_nhwc(node)
-    strides = _attr_ints(node.attr, "strides", [1, 1, 1, 1])[1:3]
-    dilations = _attr_ints(node.attr, "dilations", [1, 1, 1, 1])[1:3]
-    if dilations[0] != dilations[1]:
-        raise TfjsGraphError(f"{node.op} {node.name!r}: unequal dilations are not supported")
-
-    def run(x: Tensor, weight: Tensor) -> Tensor:
-        kernel = weight.shape[2:]
-        pads = _spatial_pads(node.attr, x, kernel, strides, dilations[0])
-        groups = x.shape[3] if depthwise else 1
-        nchw = x.permute(0, 3, 1, 2)  # (B, C, H, W) view, channels-last in memory
-        if pads[0] == pads[1] and pads[2] == pads[3]:
-            out = F.conv2d(nchw, weight, None, strides, (pads[0], pads[2]), dilations, groups)
-        else:
-            out = F.conv2d(_pad_nchw(nchw, pads), weight, None, strides, 0, dilations, groups)
-        return out.permute(0, 2, 3, 1)  # back to (B, H, W, C)
-
-    return run
-
-
-def _pool(node: _Node, kind: str) -> Callable[[Tensor], Tensor]:
-    """MaxPool / AvgPool; TF's SAME average excludes the padded cells from the count."""
-    _check_nhwc(node)
-    kernel = _attr_ints(node.attr, "ksize", [1, 1, 1, 1])[1:3]
-    strides = _attr_ints(node.attr, "strides", [1, 1, 1, 1])[1:3]
-
-    def run(x: Tensor) -> Tensor:
-        pads = _spatial_pads(node.attr, x, kernel, strides, 1)
-        nchw = x.permute(0, 3, 1, 2)
-        if kind == "max":
-            out = F.max_pool2d(_pad_nchw(nchw, pads, float("-inf")), kernel, strides)
-        elif not any(pads):
-            out = F.avg_pool2d(nchw, kernel, strides)
-        else:
-            total = F.avg_pool2d(_pad_nchw(nchw, pads), kernel, strides, divisor_override=1)
-            ones = _pad_nchw(torch.ones_like(nchw[:1, :1]), pads)
-            count = F.avg_pool2d(ones, kernel, strides, divisor_override=1)
-            out = total / count
-        return out.permute(0, 2, 3, 1)
-
-    return run
-
-
-_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "Relu": torch.relu,
-    "Relu6": lambda x: x.clamp(0.0, 6.0),
-    "Sigmoid": torch.sigmoid,
-    "Tanh": torch.tanh,
-    "Elu": F.elu,
-    "Selu": F.selu,
-}
-
-
-def _prelu(x: Tensor, alpha: Tensor) -> Tensor:
-    return torch.where(x > 0, x, x * alpha)
-
-
-def _fused_tail(node: _Node) -> tuple[Callable[[Tensor, list[Tensor]], Tensor], int]:
-    """The epilogue of a fused op (BiasAdd/FusedBatchNorm + activation) and its arg count."""
-    fused = _attr_strs(node.attr, "fused_ops")
-    epsilon = _attr_float(node.attr, "epsilon", 0.0)
-    alpha = _attr_float(node.attr, "leakyrelu_alpha", 0.2)
-    head, *rest = fused or [""]
-    if head == "BiasAdd":
-        used = 1
-    elif head in ("FusedBatchNorm", "FusedBatchNormV3"):
-        used = 4
-    else:
-        raise TfjsGraphError(f"{node.op} {node.name!r}: unsupported fused ops {fused}")
-    if len(rest) > 1 or (rest and rest[0] not in (*_ACTIVATIONS, "Prelu", "LeakyRelu")):
-        raise TfjsGraphError(f"{node.op} {node.name!r}: unsupported fused ops {fused}")
-    activation = rest[0] if rest else ""
-    n_args = used + (activation == "Prelu")
-
-    def run(x: Tensor, args: list[Tensor]) -> Tensor:
-        if used == 1:
-            x = x + args[0]
-        else:
-            scale, offset, mean, variance = args[:4]
-            x = (x - mean) * torch.rsqrt(variance + epsilon) * scale + offset
-        if activation == "Prelu":
-            return _prelu(x, args[used])
-        if activation == "LeakyRelu":
-            return F.leaky_relu(x, alpha)
-        return _ACTIVATIONS[activation](x) if activation else x
-
-    return run, n_args
-
-
-def _matmul(node: _Node) -> Callable[[Tensor, Tensor], Tensor]:
-    transpose_a = _attr_bool(node.attr, "transpose_a")
-    transpose_b = _attr_bool(node.attr, "transpose_b")
-
-    def run(a: Tensor, b: Tensor) -> Tensor:
-        return (a.mT if transpose_a else a) @ (b.mT if transpose_b else b)
-
-    return run
-
-
-_BINARY: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "Add": torch.add,
-    "AddV2": torch.add,
-    "BiasAdd": torch.add,
-    "Sub": torch.sub,
-    "Mul": torch.mul,
-    "RealDiv": torch.div,
-    "Maximum": torch.maximum,
-    "Minimum": torch.minimum,
-    "SquaredDifference": lambda a, b: (a - b).square(),
-    "Prelu": _prelu,
-}
-
-_UNARY: dict[str, Callable[[Tensor], Tensor]] = {
-    **_ACTIVATIONS,
-    "Identity": lambda x: x,
-    "Neg": torch.neg,
-    "Sqrt": torch.sqrt,
-    "Rsqrt": torch.rsqrt,
-    "Square": torch.square,
-    "Softmax": lambda x: torch.softmax(x, dim=-1),
-}
-
-# Ops whose listed inputs after the first are compile-time integer constants (axes, shapes).
-_STATIC_ARGS = {"Mean", "Reshape", "Pad", "ConcatV2"}
-_CONV_OPS = {"Conv2D", "DepthwiseConv2dNative", "_FusedConv2D", "FusedDepthwiseConv2dNative"}
-
-SUPPORTED_OPS: frozenset[str] = frozenset(
-    {"Const", "Placeholder", "MatMul", "_FusedMatMul", "MaxPool", "AvgPool", "LeakyRelu"}
-    | _CONV_OPS
-    | _STATIC_ARGS
-    | set(_BINARY)
-    | set(_UNARY)
-)
-
-
 @dataclass(frozen=True)
 class _Step:
     """One op to run: ``fn(*tensors)`` where tensors come from the environment or buffers."""
@@ -354,14 +130,14 @@ class TfjsGraph(nn.Module):
     ) -> None:
         super().__init__()
         nodes = [
-            _Node(n["name"], n["op"], tuple(n.get("input", ())), n.get("attr", {}))
+            Node(n["name"], n["op"], tuple(n.get("input", ())), n.get("attr", {}))
             for n in model["modelTopology"]["node"]
         ]
         self._nodes = {node.name: node for node in nodes}
         self._weights = weights
         self.input_names: tuple[str, ...] = tuple(n.name for n in nodes if n.op == "Placeholder")
         self.output_names: tuple[str, ...] = tuple(
-            _node_ref(name) for name in (outputs or self._default_outputs(model, nodes))
+            node_ref(name) for name in (outputs or self._default_outputs(model, nodes))
         )
         self._buffer_of: dict[tuple[str, str], str] = {}
         self._steps: list[_Step] = [self._compile(node) for node in self._order()]
@@ -377,19 +153,19 @@ class TfjsGraph(nn.Module):
         return cls(model, weights, outputs)
 
     @staticmethod
-    def _default_outputs(model: Mapping[str, Any], nodes: Sequence[_Node]) -> list[str]:
+    def _default_outputs(model: Mapping[str, Any], nodes: Sequence[Node]) -> list[str]:
         signature = model.get("signature", {}).get("outputs")
         if signature:
             return [spec.get("name", key) for key, spec in signature.items()]
-        consumed = {_node_ref(i.lstrip("^")) for node in nodes for i in node.inputs}
+        consumed = {node_ref(i.lstrip("^")) for node in nodes for i in node.inputs}
         return [n.name for n in nodes if n.name not in consumed and n.op != "Const"]
 
-    def _order(self) -> list[_Node]:
+    def _order(self) -> list[Node]:
         """Nodes the outputs depend on, inputs first (iterative DFS; graphs can be deep)."""
         for name in self.output_names:
             if name not in self._nodes:
                 raise TfjsGraphError(f"output {name!r} is not a node of the graph")
-        order: list[_Node] = []
+        order: list[Node] = []
         state: dict[str, int] = {}  # 1: visiting, 2: done
         for root in self.output_names:
             stack: list[tuple[str, bool]] = [(root, False)]
@@ -408,8 +184,8 @@ class TfjsGraph(nn.Module):
                 state[name] = 1
                 stack.append((name, True))
                 for dep in reversed(self._nodes[name].inputs):
-                    if not dep.startswith("^") and state.get(_node_ref(dep)) != 2:
-                        stack.append((_node_ref(dep), False))
+                    if not dep.startswith("^") and state.get(node_ref(dep)) != 2:
+                        stack.append((node_ref(dep), False))
         for node in order:
             if node.op not in SUPPORTED_OPS:
                 raise TfjsGraphError(
@@ -419,16 +195,16 @@ class TfjsGraph(nn.Module):
         return [node for node in order if node.op != "Const"]
 
     def _const(self, name: str) -> np.ndarray:
-        node = self._nodes.get(_node_ref(name))
+        node = self._nodes.get(node_ref(name))
         if node is None or node.op != "Const":
             raise TfjsGraphError(f"{name!r} must be a constant")
         if node.name in self._weights:
             return np.asarray(self._weights[node.name])
-        return _inline_const(node)
+        return inline_const(node)
 
     def _buffer(self, name: str, form: str = "") -> tuple[str, str]:
         """Register constant ``name`` (optionally converted to a torch layout) once as a buffer."""
-        key = (_node_ref(name), form)
+        key = (node_ref(name), form)
         if key not in self._buffer_of:
             value = self._const(name)
             if value.dtype.kind == "f":
@@ -445,25 +221,25 @@ class TfjsGraph(nn.Module):
         return ("buf", self._buffer_of[key])
 
     def _arg(self, name: str, form: str = "") -> tuple[str, str]:
-        ref = _node_ref(name)
+        ref = node_ref(name)
         if self._nodes[ref].op == "Const":
             return self._buffer(ref, form)
         if form:
             raise TfjsGraphError(f"{name!r}: only constant convolution filters are supported")
         return ("env", ref)
 
-    def _compile(self, node: _Node) -> _Step:
+    def _compile(self, node: Node) -> _Step:
         """Turn one node into a step with its static attributes bound."""
         inputs = [i for i in node.inputs if not i.startswith("^")]
         op = node.op
         if op == "Placeholder":
             return _Step(node.name, lambda x: x, (("input", node.name),))
-        if op in _CONV_OPS:
+        if op in CONV_OPS:
             depthwise = "Depthwise" in op
-            conv = _conv(node, depthwise)
+            conv = conv_op(node, depthwise)
             filt = self._arg(inputs[1], "depthwise" if depthwise else "conv")
             if op.startswith("_Fused") or op.startswith("Fused"):
-                tail, n_args = _fused_tail(node)
+                tail, n_args = fused_tail(node)
                 extra = tuple(self._arg(i) for i in inputs[2 : 2 + n_args])
 
                 def fused_conv(x: Tensor, w: Tensor, *args: Tensor) -> Tensor:
@@ -472,11 +248,11 @@ class TfjsGraph(nn.Module):
                 return _Step(node.name, fused_conv, (self._arg(inputs[0]), filt, *extra))
             return _Step(node.name, conv, (self._arg(inputs[0]), filt))
         if op in ("MatMul", "_FusedMatMul"):
-            matmul = _matmul(node)
+            matmul = matmul_op(node)
             operands = (self._arg(inputs[0]), self._arg(inputs[1]))
             if op == "MatMul":
                 return _Step(node.name, matmul, operands)
-            tail, n_args = _fused_tail(node)
+            tail, n_args = fused_tail(node)
             extra = tuple(self._arg(i) for i in inputs[2 : 2 + n_args])
 
             def fused_matmul(a: Tensor, b: Tensor, *args: Tensor) -> Tensor:
@@ -484,18 +260,18 @@ class TfjsGraph(nn.Module):
 
             return _Step(node.name, fused_matmul, (*operands, *extra))
         if op in ("MaxPool", "AvgPool"):
-            return _Step(node.name, _pool(node, op[:3].lower()), (self._arg(inputs[0]),))
+            return _Step(node.name, pool_op(node, op[:3].lower()), (self._arg(inputs[0]),))
         if op == "LeakyRelu":
-            alpha = _attr_float(node.attr, "alpha", 0.2)
+            alpha = attr_float(node.attr, "alpha", 0.2)
             return _Step(node.name, lambda x: F.leaky_relu(x, alpha), (self._arg(inputs[0]),))
-        if op in _STATIC_ARGS:
+        if op in STATIC_ARGS:
             return self._compile_static(node, inputs)
-        if op in _BINARY:
-            fn = _BINARY[op]
+        if op in BINARY:
+            fn = BINARY[op]
             return _Step(node.name, fn, (self._arg(inputs[0]), self._arg(inputs[1])))
-        return _Step(node.name, _UNARY[op], (self._arg(inputs[0]),))
+        return _Step(node.name, UNARY[op], (self._arg(inputs[0]),))
 
-    def _compile_static(self, node: _Node, inputs: list[str]) -> _Step:
+    def _compile_static(self, node: Node, inputs: list[str]) -> _Step:
         """Ops whose trailing inputs (axes, shapes, paddings) are read once as integers."""
         op = node.op
         if op == "ConcatV2":
@@ -506,7 +282,7 @@ class TfjsGraph(nn.Module):
         x = (self._arg(inputs[0]),)
         if op == "Mean":
             axes = tuple(int(a) for a in np.atleast_1d(static))
-            keep = _attr_bool(node.attr, "keep_dims")
+            keep = attr_bool(node.attr, "keep_dims")
             return _Step(node.name, lambda t: t.mean(dim=axes, keepdim=keep), x)
         if op == "Reshape":
             shape = tuple(int(s) for s in static)

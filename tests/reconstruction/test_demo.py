@@ -1,3 +1,6 @@
+"""`manage.py demo` (reconstruction.studies.demo): the photos-only and the pipeline demo."""
+
+import json
 import re
 from io import StringIO
 from pathlib import Path
@@ -7,10 +10,11 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from survey.demo import demo_plan
+from reconstruction.studies.demo import demo_plan, demo_study_create
 from survey.models import Candidate, FvrMethod, MatchSet, Participant, Study
+from survey.services import PROLIFIC_ID_RE
 from tests.factories import StudyFactory, synthetic_face_tree
-from tests.survey.helpers import entered
+from tests.survey.helpers import entered, simulate
 
 pytestmark = pytest.mark.django_db
 
@@ -21,6 +25,12 @@ def faces(tmp_path: Path) -> Path:
     root = synthetic_face_tree(tmp_path / "faces", 12, lambda i: 1 + i % 3)
     (root / "README.txt").write_text("not an identity")
     return root
+
+
+@pytest.fixture
+def synthetic_faces(tmp_path: Path) -> Path:
+    """An identity-per-folder tree of synthetic JPEGs: 14 identities with 2–3 photos each."""
+    return synthetic_face_tree(tmp_path / "faces", 14, lambda i: 2 + i % 2)
 
 
 def demo(*args: str, **options: object) -> str:
@@ -173,6 +183,25 @@ def test_demo_plan_is_reproducible_for_a_seed(faces):
     first = demo_plan(faces_root=faces, per_method=4, seed=7)
     assert first == demo_plan(faces_root=faces, per_method=4, seed=7)
     assert first != demo_plan(faces_root=faces, per_method=4, seed=8)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bots_pass_the_real_id_check_and_demo_studies_accept_any_ids(
+    synthetic_faces,
+    tmp_path,
+):
+    study = demo_study_create(faces_root=synthetic_faces, slug="pilot", per_method=5, seed=3)
+    assert study.accept_any_ids  # the links `manage.py demo` prints carry made-up IDs
+    Study.objects.filter(pk=study.pk).update(accept_any_ids=False)
+    out = tmp_path / "run.json"
+    text = simulate("pilot", out, n=2, observer="random", careless=0, seed=1, images="new")
+    assert "2 completed" in text, text
+    run = json.loads(out.read_text())["run"]
+    pids = {r["pid"] for r in run["results"]}
+    assert all(PROLIFIC_ID_RE.fullmatch(pid) and pid == pid.lower() for pid in pids)
+    stored = Participant.objects.filter(study=study)
+    assert set(stored.values_list("prolific_pid", flat=True)) == pids
+    assert all(PROLIFIC_ID_RE.fullmatch(s) for s in stored.values_list("session_id", flat=True))
 
 
 @pytest.mark.facedata

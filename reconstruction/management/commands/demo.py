@@ -14,7 +14,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils.http import urlencode
 
-from survey.demo import (
+from reconstruction.studies.demo import (
     DemoDataError,
     DemoPipelineConfig,
     demo_faces_root,

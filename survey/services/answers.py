@@ -1,0 +1,216 @@
+"""Answers: one answer's rules, and the answer to the current question recorded once."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from survey.faces import candidate_faces
+from survey.models import Assignment, Participant, Response
+from survey.services.locks import locked_participant
+from survey.services.refusals import (
+    AnswerRefused,
+    FlowError,
+    InvalidAnswer,
+    NotYourQuestion,
+    TimedOut,
+    refusal_log,
+)
+from survey.services.timeouts import participant_time_is_up
+
+# What an answer is told when it breaks a rule of `answer_validate`: the one copy of these texts
+# (survey.forms and the question page's script show them too).
+CONFIDENCE_MISSING = "Please rate how confident you are."
+CONFIDENCE_INVALID = "Confidence must be a whole number from 1 to 5."
+PHOTO_REPEATED = "Each photo can be selected only once."
+PHOTOS_AND_NONE = "Choose either photos or 'none of these', not both."
+NOTHING_SELECTED = "Select at least one photo, or 'none of these'."
+
+
+def photos_invalid(k: int) -> str:
+    """The refusal of a photo number that is not one of the K shown."""
+    return f"Selected photos must be numbered 1 to {k}."
+
+
+def answer_validate(
+    *, k: int, selected_photos: list[int], none_selected: bool, confidence: int
+) -> list[int]:
+    """Check one answer's rules; return the selected photo numbers (1..K as shown) sorted.
+
+    The one place the rules live: the answer form (survey.forms) calls it too."""
+    if not isinstance(confidence, int) or isinstance(confidence, bool) or not 1 <= confidence <= 5:
+        raise InvalidAnswer(CONFIDENCE_INVALID)
+    photos = sorted(set(selected_photos))
+    if len(photos) != len(selected_photos):
+        raise InvalidAnswer(PHOTO_REPEATED)
+    for photo in photos:
+        if not isinstance(photo, int) or isinstance(photo, bool) or not 1 <= photo <= k:
+            raise InvalidAnswer(photos_invalid(k))
+    if none_selected and photos:
+        raise InvalidAnswer(PHOTOS_AND_NONE)
+    if not none_selected and not photos:
+        raise InvalidAnswer(NOTHING_SELECTED)
+    return photos
+
+
+# What an answer can change on its participant (saved alone: a smaller UPDATE).
+ANSWER_CHANGES = [
+    "attention_failures",
+    "status",
+    "step",
+    "completion_code",
+    "finished_at",
+    "current_position",
+]
+
+
+@dataclass(frozen=True)
+class AnswerResult:
+    response: Response
+    created: bool
+    participant: Participant
+
+
+def response_record(
+    *,
+    participant: Participant,
+    question: Assignment | str,
+    selected_photos: list[int],
+    none_selected: bool,
+    confidence: int,
+    now: datetime | None = None,
+) -> AnswerResult:
+    """Store the answer to the participant's current question; the first answer stands.
+
+    ``selected_photos`` are the photo numbers the participant saw (1 = first on the page);
+    they are mapped to the recognizer's ranks here, with the question's stored display order,
+    so nothing a participant posts or reads names a rank."""
+    try:
+        return _response_record(
+            participant=participant,
+            question=question,
+            selected_photos=selected_photos,
+            none_selected=none_selected,
+            confidence=confidence,
+            now=now,
+        )
+    except FlowError as error:
+        refusal_log(error=error, study=participant.study, participant=participant)
+        raise
+
+
+@transaction.atomic
+def _response_record(
+    *,
+    participant: Participant,
+    question: Assignment | str,
+    selected_photos: list[int],
+    none_selected: bool,
+    confidence: int,
+    now: datetime | None,
+) -> AnswerResult:
+    p = locked_participant(participant)
+    token = question.token if isinstance(question, Assignment) else str(question)
+    assignment = _question_of(p, token)
+    if assignment is None:
+        raise NotYourQuestion("This question does not belong to you.")
+    if assignment.answered:
+        existing = Response.objects.get(assignment=assignment)
+        return AnswerResult(response=existing, created=False, participant=p)
+    _answer_allowed(p, assignment, now=now)
+    study = p.study
+    photos = answer_validate(
+        k=study.k,
+        selected_photos=selected_photos,
+        none_selected=none_selected,
+        confidence=confidence,
+    )
+    order = assignment.display_order(study.k)
+    ranks = sorted(order[photo - 1] for photo in photos)
+    now = now or timezone.now()
+    response = _response_create(
+        p, assignment, ranks=ranks, none_selected=none_selected, confidence=confidence, now=now
+    )
+    _participant_advance(p, assignment, attention_passed=response.attention_passed, now=now)
+    return AnswerResult(response=response, created=True, participant=p)
+
+
+def _question_of(participant: Participant, token: str) -> Assignment | None:
+    """The question with this token if it is the participant's, annotated with whether it was
+    answered and how many questions the participant has (one query)."""
+    return (
+        Assignment.objects.filter(token=token, participant_id=participant.pk)
+        .select_related("match_set")
+        .with_question_total()
+        .annotate(answered=Exists(Response.objects.filter(assignment=OuterRef("pk"))))
+        .first()
+    )
+
+
+def _answer_allowed(p: Participant, assignment: Assignment, *, now: datetime | None) -> None:
+    """Refuse an answer out of time, after the questions, or to another question than the
+    current one."""
+    if participant_time_is_up(p, now=now):
+        # Not marked here: the refusal rolls this transaction back (the pages mark it).
+        raise TimedOut(p.study)
+    if p.is_finished or p.step != Participant.Step.QUESTIONS:
+        raise AnswerRefused("You have already finished the questions; no more answers are taken.")
+    if assignment.position != p.current_position:
+        raise AnswerRefused(
+            f"This is question {assignment.position}, but you are on question "
+            f"{p.current_position}. Please answer the question shown on your screen."
+        )
+
+
+def _response_create(
+    p: Participant,
+    assignment: Assignment,
+    *,
+    ranks: list[int],
+    none_selected: bool,
+    confidence: int,
+    now: datetime,
+) -> Response:
+    """Store the answer (as the recognizer's ranks), scored against the match set's truth."""
+    served_at = assignment.served_at or now
+    (faces,) = candidate_faces(assignment.match_set)
+    true_ranks = {face.rank for face in faces if face.is_true}
+    attention_passed = None
+    if assignment.is_attention_check:
+        attention_passed = (
+            ranks == [assignment.attention_rank] and confidence == assignment.attention_confidence
+        )
+    return Response.objects.create(
+        participant=p,
+        assignment=assignment,
+        selected_ranks=ranks,
+        none_selected=none_selected,
+        confidence=confidence,
+        any_correct=bool(true_ranks.intersection(ranks)),
+        attention_passed=attention_passed,
+        is_fast=(now - served_at).total_seconds() < p.study.speeder_seconds,
+        served_at=served_at,
+        answered_at=now,
+    )
+
+
+def _participant_advance(
+    p: Participant, assignment: Assignment, *, attention_passed: bool | None, now: datetime
+) -> None:
+    """Move the participant on after an answer: to the next question, to the debrief, or out
+    after one failed attention check too many."""
+    study = p.study
+    if attention_passed is False:
+        p.attention_failures += 1
+    if p.attention_failures > study.attention_failures_allowed:
+        p.status = Participant.Status.FAILED_ATTENTION
+        p.step = Participant.Step.DONE
+        p.completion_code = study.failed_attention_code
+        p.finished_at = now
+    elif assignment.position >= assignment.question_total:
+        p.step = Participant.Step.DEBRIEF
+    else:
+        p.current_position = assignment.position + 1
+    p.save(update_fields=ANSWER_CHANGES)

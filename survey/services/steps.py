@@ -1,0 +1,167 @@
+"""The participant's steps before and after the questions: pages served and submitted, consent,
+demographics, the questions assigned, the finish.
+"""
+
+import random
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from survey.assignment import DesignError, questions_choose
+from survey.models import Assignment, PageVisit, Participant, Study
+from survey.services.locks import locked_participant, locked_study
+from survey.services.refusals import InvalidAnswer, StudyUnavailable
+from survey.services.timeouts import overdue_time_out
+
+
+@transaction.atomic
+def page_visit_record(*, participant: Participant, page: str, now: datetime | None = None) -> None:
+    """Store when a page was first served (later loads keep the first time)."""
+    if PageVisit.objects.filter(participant=participant, page=page).exists():
+        return
+    # Take the participant's lock first, like every other write: inserting a visit while a
+    # second tab holds that lock and inserts the same visit would otherwise deadlock.
+    locked_participant(participant)
+    PageVisit.objects.get_or_create(
+        participant=participant, page=page, defaults={"served_at": now or timezone.now()}
+    )
+
+
+def _page_submitted(participant: Participant, page: str, now: datetime) -> None:
+    visit, _ = PageVisit.objects.get_or_create(
+        participant=participant, page=page, defaults={"served_at": now}
+    )
+    if visit.submitted_at is None:
+        PageVisit.objects.filter(pk=visit.pk, submitted_at__isnull=True).update(submitted_at=now)
+
+
+@transaction.atomic
+def participant_consent(*, participant: Participant, consent: bool) -> Participant:
+    """Record the consent decision; declining ends the participation with NO_CONSENT."""
+    p = locked_participant(participant)
+    if p.step != Participant.Step.CONSENT:
+        return p  # Already decided: the first decision stands.
+    now = timezone.now()
+    _page_submitted(p, Participant.Step.CONSENT, now)
+    if consent:
+        p.consented_at = now
+        p.step = Participant.Step.DEMOGRAPHICS
+    else:
+        p.status = Participant.Status.NO_CONSENT
+        p.step = Participant.Step.DONE
+        p.completion_code = p.study.no_consent_code
+        p.finished_at = now
+    p.save()
+    return p
+
+
+@transaction.atomic
+def participant_demographics_save(
+    *, participant: Participant, gender: str, age_group: str
+) -> Participant:
+    """Store gender and age group and move on to the instructions."""
+    p = locked_participant(participant)
+    if p.step != Participant.Step.DEMOGRAPHICS:
+        return p
+    if gender not in Participant.Gender.values or age_group not in Participant.AgeGroup.values:
+        raise InvalidAnswer("Please choose an option for gender and for age group.")
+    _page_submitted(p, Participant.Step.DEMOGRAPHICS, timezone.now())
+    p.gender, p.age_group = gender, age_group
+    p.step = Participant.Step.INSTRUCTIONS
+    p.save()
+    return p
+
+
+def _candidate_order(study: Study, rng: random.Random) -> list[int]:
+    ranks = list(range(1, study.k + 1))
+    if study.randomise_candidate_order:
+        rng.shuffle(ranks)
+    return ranks
+
+
+@transaction.atomic
+def participant_start_questions(
+    *, participant: Participant, rng: random.Random | None = None
+) -> Participant:
+    """Assign the participant's questions (balanced across match sets) in a random order."""
+    rng = rng or random.SystemRandom()
+    # Lock the study row first, then the participant: one deterministic lock order for all.
+    study = locked_study(participant.study_id)
+    # Participants whose time is up stop counting for balance (this one too, if so: then the
+    # step below is DONE and nothing is assigned).
+    overdue_time_out(study, timezone.now())
+    p = locked_participant(participant)
+    if p.step != Participant.Step.INSTRUCTIONS:
+        return p
+    _page_submitted(p, Participant.Step.INSTRUCTIONS, timezone.now())
+    if not p.assignments.exists():
+        try:
+            chosen, spare = questions_choose(study, rng)
+        except DesignError as error:
+            raise StudyUnavailable(
+                f"This study is not set up correctly ({error}). Please return it on Prolific."
+            ) from error
+        rng.shuffle(chosen)
+        total = len(chosen) + study.attention_checks
+        # Attention checks never come first, so that the participant has seen a question.
+        check_positions = set(rng.sample(range(2, total + 1), study.attention_checks))
+        rows, queue = [], iter(chosen)
+        for position in range(1, total + 1):
+            if position in check_positions:
+                rows.append(
+                    Assignment(
+                        participant=p,
+                        match_set=rng.choice(spare),
+                        position=position,
+                        is_attention_check=True,
+                        attention_rank=rng.randint(1, study.k),
+                        attention_confidence=rng.choice([1, 2, 4, 5]),
+                        candidate_order=_candidate_order(study, rng),
+                    )
+                )
+            else:
+                rows.append(
+                    Assignment(
+                        participant=p,
+                        match_set=next(queue),
+                        position=position,
+                        candidate_order=_candidate_order(study, rng),
+                    )
+                )
+        Assignment.objects.bulk_create(rows)
+    p.step = Participant.Step.QUESTIONS
+    p.current_position = 1
+    p.save()
+    return p
+
+
+def assignment_served(*, assignment: Assignment, now: datetime | None = None) -> None:
+    """Remember when a question was first shown (a reload keeps the first time)."""
+    if assignment.served_at is None:
+        now = now or timezone.now()
+        updated = Assignment.objects.filter(pk=assignment.pk, served_at__isnull=True).update(
+            served_at=now
+        )
+        if updated:
+            assignment.served_at = now
+        else:  # another request (a second tab) was first: its time stands
+            assignment.served_at = Assignment.objects.values_list("served_at", flat=True).get(
+                pk=assignment.pk
+            )
+
+
+@transaction.atomic
+def participant_finish(*, participant: Participant) -> Participant:
+    """Complete the participation after the debrief and issue the completion code."""
+    p = locked_participant(participant)
+    if p.step != Participant.Step.DEBRIEF:
+        return p
+    now = timezone.now()
+    _page_submitted(p, Participant.Step.DEBRIEF, now)
+    p.status = Participant.Status.COMPLETED
+    p.step = Participant.Step.DONE
+    p.completion_code = p.study.completion_code
+    p.finished_at = now
+    p.save()
+    return p

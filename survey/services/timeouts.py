@@ -1,0 +1,76 @@
+"""Time limits: a participant whose study's maximum minutes since entry have passed times out."""
+
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from survey.models import Participant, Study
+from survey.services.locks import locked_study
+
+
+def participant_time_is_up(participant: Participant, *, now: datetime | None = None) -> bool:
+    """The participant is active but their study's maximum minutes since entry have passed."""
+    if participant.status != Participant.Status.ACTIVE:
+        return False
+    limit = timedelta(minutes=participant.study.maximum_minutes)
+    return (now or timezone.now()) >= participant.entered_at + limit
+
+
+def participant_time_out_if_due(
+    *, participant: Participant, now: datetime | None = None
+) -> Participant:
+    """The participant, marked TIMED_OUT first if their time is up (no query if it is not).
+
+    Called on each participant request (survey.views.participant_page), so that a page or an
+    answer after the time is up is refused and stores nothing.
+    """
+    if not participant_time_is_up(participant, now=now):
+        return participant
+    study = participant.study
+    Participant.objects.filter(pk=participant.pk, status=Participant.Status.ACTIVE).update(
+        **_time_out_changes(study)
+    )
+    # Whatever stands now (another request may have finished the participation first).
+    return Participant.objects.select_related("study").get(pk=participant.pk)
+
+
+def participants_time_out(*, study: Study | None = None, now: datetime | None = None) -> int:
+    """Mark active participants past their study's maximum minutes TIMED_OUT (of one study, or
+    of all); return how many. For a management command or the admin: arrivals, question
+    assignment and the participant's own requests also do it as they go."""
+    now = now or timezone.now()
+    if study is not None:
+        studies = [study.pk]
+    else:
+        studies = list(
+            Participant.objects.overdue(now=now).order_by().values_list("study_id", flat=True)
+        )
+    marked = 0
+    for study_pk in sorted(set(studies)):
+        with transaction.atomic():
+            marked += overdue_time_out(locked_study(study_pk), now)
+    return marked
+
+
+def _time_out_changes(study: Study) -> dict[str, object]:
+    # Ended when the time was up (not when noticed): retention and durations count from there.
+    return {
+        "status": Participant.Status.TIMED_OUT,
+        "step": Participant.Step.DONE,
+        "finished_at": F("entered_at") + timedelta(minutes=study.maximum_minutes),
+    }
+
+
+def overdue_time_out(study: Study, now: datetime) -> int:
+    """Mark the study's overdue participants TIMED_OUT; the caller holds the study row lock."""
+    overdue = list(
+        Participant.objects.filter(study=study).overdue(now=now).values_list("pk", flat=True)
+    )
+    if not overdue:
+        return 0
+    # `status=ACTIVE` again in the UPDATE itself: a participant who finished meanwhile stays so.
+    return Participant.objects.filter(pk__in=overdue, status=Participant.Status.ACTIVE).update(
+        **_time_out_changes(study)
+    )
