@@ -59,7 +59,7 @@ __all__ = [
 
 FORMAT = "fvr-eigenbasis/1"
 IMAGE_SIZE = 112
-METHODS = ("autoencoder", "pca")
+BASIS_METHODS = ("autoencoder", "pca")
 
 
 def to_unit(images: np.ndarray) -> Tensor:
@@ -102,8 +102,8 @@ class EigenBasisConfig:
         return cls(method=method, components=16, epochs=6, batch_size=8)
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown eigenbasis method {self.method!r}; use {METHODS}")
+        if self.method not in BASIS_METHODS:
+            raise ValueError(f"unknown eigenbasis method {self.method!r}; use {BASIS_METHODS}")
         if self.components < 1:
             raise ValueError("components must be at least 1")
         if not 0 <= self.sigma_power <= 1:

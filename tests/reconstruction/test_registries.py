@@ -6,6 +6,7 @@ import argparse
 import pytest
 from django.core.management import load_command_class
 
+from analysis import columns
 from reconstruction.methods import METHODS, PARAMETRIC
 from reconstruction.metric1.engines import ENGINES
 from reconstruction.recognizers.backbones import BACKBONES
@@ -15,6 +16,12 @@ from survey.models import FvrMethod
 
 def test_the_survey_s_method_choices_are_the_methods_registry() -> None:
     assert set(FvrMethod.values) == set(METHODS)
+
+
+def test_the_analysis_method_columns_are_the_methods_registry() -> None:
+    # analysis.columns is torch- and Django-free, so it lists the names; this keeps them equal
+    assert list(columns.METHODS) == list(FvrMethod.values)
+    assert set(columns.METHODS) == set(METHODS)
 
 
 def test_parametric_methods_are_registered_methods() -> None:

@@ -15,11 +15,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        from reconstruction.methods.eigenbasis import METHODS
+        from reconstruction.methods.eigenbasis import BASIS_METHODS
 
         parser.add_argument("--dataset", required=True, help="Imported dataset name.")
         parser.add_argument("--split", default=Split.TRAIN, choices=Split.values)
-        parser.add_argument("--method", default="autoencoder", choices=METHODS)
+        parser.add_argument("--method", default="autoencoder", choices=BASIS_METHODS)
         parser.add_argument("--preset", default="paper", choices=["paper", "tiny"])
         parser.add_argument("--components", type=int, default=None, help="Default 1024.")
         parser.add_argument("--epochs", type=int, default=None, help="Autoencoder epochs.")
