@@ -131,10 +131,15 @@ def log_stale_post(participant: Participant, what: str) -> None:
 
 
 def page_context(participant: Participant, questions: int | None = None, **extra: object) -> dict:
+    """A participant page's context: the study's question count read once (one query) for
+    the progress bar and the page's text alike."""
+    if questions is None:
+        questions = participant.study.question_count
     done, total = progress(participant, questions)
     return {
         "participant": participant,
         "study": participant.study,
+        "question_count": questions,
         "progress_done": done,
         "progress_total": total,
         "progress_percent": round(100 * done / total) if total else 100,

@@ -23,8 +23,11 @@ def page_visit_record(*, participant: Participant, page: str, now: datetime | No
     # Take the participant's lock first, like every other write: inserting a visit while a
     # second tab holds that lock and inserts the same visit would otherwise deadlock.
     locked_participant(participant)
-    PageVisit.objects.get_or_create(
-        participant=participant, page=page, defaults={"served_at": now or timezone.now()}
+    # One INSERT … ON CONFLICT DO NOTHING: a visit stored meanwhile (a second tab) keeps its
+    # first time, without get_or_create's read, savepoint and release.
+    PageVisit.objects.bulk_create(
+        [PageVisit(participant=participant, page=page, served_at=now or timezone.now())],
+        ignore_conflicts=True,
     )
 
 
