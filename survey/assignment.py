@@ -1,8 +1,10 @@
 """Which match sets a participant answers: balanced, and counterbalanced when possible.
 
-Called with the study row locked (see `services.participant_start_questions`), so the counts
-it reads cannot change underneath it: every match set stays within one answer of the others
-(per FVR method), however many participants arrive at once.
+The choice is made ahead, for a batch of future participants at a time
+(`plans_generate`), each plan against the counts of those decided before it, so that every
+prefix of the sequence keeps every match set within one answer of the others (per FVR
+method); arrivals then claim the plans in order without waiting for each other
+(`survey.services.slots`).
 
 Two designs, chosen from the match sets themselves:
 - **Latin square** when every target identity has exactly one match set per method and the
@@ -121,14 +123,26 @@ def _pooled_choice(study: Study, match_sets: list[MatchSet], rng: random.Random)
     return chosen
 
 
-def questions_choose(study: Study, rng: random.Random) -> tuple[list[MatchSet], list[MatchSet]]:
-    """(match sets to answer, the others for attention checks); the study row must be locked."""
-    match_sets = match_sets_with_counts(study)
+def design_fingerprint(match_sets: list[MatchSet]) -> str:
+    """Which match sets a plan was decided over: plans of another set are not used."""
+    ids = ",".join(str(pk) for pk in sorted(ms.pk for ms in match_sets))
+    return hashlib.sha256(ids.encode()).hexdigest()[:16]
+
+
+def plans_generate(
+    study: Study, match_sets: list[MatchSet], count: int, rng: random.Random
+) -> list[list[MatchSet]]:
+    """The next ``count`` participants' match sets, in order, each chosen as the least used
+    given ``answered_by`` (the counts so far) and the plans before it; ``answered_by`` is
+    advanced as they are chosen. Raises DesignError when the study cannot fill a plan."""
     blocks = latin_square_blocks(study, match_sets)
-    if blocks:
-        chosen = _latin_square_choice(blocks, study.questions_per_method, rng)
-    else:
-        chosen = _pooled_choice(study, match_sets, rng)
-    chosen_ids = {ms.pk for ms in chosen}
-    spare = [ms for ms in match_sets if ms.pk not in chosen_ids] or match_sets
-    return chosen, spare
+    plans = []
+    for _ in range(count):
+        if blocks:
+            chosen = _latin_square_choice(blocks, study.questions_per_method, rng)
+        else:
+            chosen = _pooled_choice(study, match_sets, rng)
+        for ms in chosen:
+            ms.answered_by += 1
+        plans.append(chosen)
+    return plans

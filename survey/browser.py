@@ -17,6 +17,7 @@ from django.core import signing
 from django.http import HttpRequest, HttpResponse
 
 from survey.models import Participant
+from survey.services.locks import participant_lock_note, participant_locked_query
 
 COOKIE = "fvr_participant"
 SALT = "survey.browser.participant"
@@ -56,11 +57,19 @@ def browser_participants(request: HttpRequest) -> dict[str, int]:
     return {str(slug): pk for slug, pk in known.items() if isinstance(pk, int)}
 
 
-def browser_participant(request: HttpRequest, slug: str) -> Participant | None:
-    """The participant this browser is in the study ``slug``, with its study: one query."""
+def browser_participant(
+    request: HttpRequest, slug: str, *, lock: bool = False
+) -> Participant | None:
+    """The participant this browser is in the study ``slug``, with its study: one query.
+
+    ``lock``: read under the participant row's lock, for the transaction the caller has
+    opened (a participant's POST), so that its writes need no second read."""
     participant_id = browser_participants(request).get(slug)
     if participant_id is None:
         return None
+    if lock:
+        found = participant_locked_query().filter(pk=participant_id, study__slug=slug).first()
+        return participant_lock_note(found) if found is not None else None
     return (
         Participant.objects.select_related("study")
         .filter(pk=participant_id, study__slug=slug)

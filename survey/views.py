@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -87,7 +88,17 @@ def participant_page(step: str) -> Callable[[View], View]:
         @wraps(view)
         @participant_headers
         def wrapper(request: HttpRequest, slug: str, **kwargs: object) -> HttpResponse:
-            participant = browser_participant(request, slug)  # with its study, one query
+            if request.method != "POST":
+                return step_view(request, slug, browser_participant(request, slug), kwargs)
+            # A submission is one transaction, begun by reading the participant under its
+            # row lock (one query), which the services' writes then hold.
+            with transaction.atomic():
+                participant = browser_participant(request, slug, lock=True)
+                return step_view(request, slug, participant, kwargs)
+
+        def step_view(
+            request: HttpRequest, slug: str, participant: Participant | None, kwargs: dict
+        ) -> HttpResponse:
             if participant is None:
                 study = get_object_or_404(Study, slug=slug)
                 error = services.EntryRefused(
@@ -259,16 +270,17 @@ def instructions(request: HttpRequest, participant: Participant) -> HttpResponse
 
 def _question_pair(participant: Participant, position: int) -> tuple[Assignment, Assignment | None]:
     """The question at ``position`` and the one after it (for preloading its images), with
-    their match sets and the participant's question count: one query (the candidates come
-    from survey.faces)."""
+    their match sets: one query (the candidates come from survey.faces; the question count is
+    the participant's)."""
     pair = list(
         Assignment.objects.filter(participant=participant, position__in=(position, position + 1))
         .select_related("match_set")
-        .with_question_total()
         .order_by("position")
     )
     if not pair or pair[0].position != position:
         raise Http404("No such question.")
+    for a in pair:
+        a.question_total = participant.question_count
     return pair[0], pair[1] if len(pair) > 1 else None
 
 
@@ -326,17 +338,27 @@ def wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
-def moved_on(request: HttpRequest, participant: Participant, notice: str = "") -> HttpResponse:
+def moved_on(
+    request: HttpRequest,
+    participant: Participant,
+    notice: str = "",
+    questions: dict[int, Assignment] | None = None,
+) -> HttpResponse:
     """Send the participant to where they are now after a question's POST: a redirect to that
     page, or for the page's script that step's URL and, when it is a question, the question
-    itself (marked as served), so that answering costs one request."""
+    itself (marked as served), so that answering costs one request. ``questions``: the
+    participant's questions by position, when the caller has read them."""
     if not wants_json(request):
         if notice:
             messages.info(request, notice)
         return HttpResponseRedirect(step_url(participant))
     shown = None
     if participant.step == Step.QUESTIONS:
-        assignment, following = _question_pair(participant, participant.current_position)
+        position = participant.current_position
+        if questions is not None and position in questions:
+            assignment, following = questions[position], questions.get(position + 1)
+        else:
+            assignment, following = _question_pair(participant, position)
         services.assignment_served(assignment=assignment)
         shown = question_payload(participant, assignment, following)
     return JsonResponse({"next": step_url(participant), "question": shown, "notice": notice})
@@ -396,7 +418,7 @@ def answer(request: HttpRequest, participant: Participant) -> HttpResponse:
         )
     except services.FlowError as error:
         return refusal_response(request, error, study)
-    return moved_on(request, result.participant)
+    return moved_on(request, result.participant, questions=result.questions)
 
 
 def question_page(

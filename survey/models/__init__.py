@@ -9,7 +9,6 @@ keep working; their app label is still ``survey``.
 
 from survey.models.participants import (
     Assignment,
-    AssignmentQuerySet,
     Confidence,
     PageVisit,
     Participant,
@@ -18,6 +17,7 @@ from survey.models.participants import (
     pseudonymise,
 )
 from survey.models.records import AuditEvent, ProlificBonus, RateCounter, RefusedRequest
+from survey.models.slots import AssignmentSlot
 from survey.models.study import (
     Candidate,
     FvrMethod,
@@ -31,7 +31,7 @@ from survey.models.study import (
 
 __all__ = [
     "Assignment",
-    "AssignmentQuerySet",
+    "AssignmentSlot",
     "AuditEvent",
     "Candidate",
     "Confidence",

@@ -93,6 +93,10 @@ class Participant(models.Model):
     current_position = models.PositiveSmallIntegerField(
         default=1, help_text="The question the participant answers next (1-based)."
     )
+    question_count = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Questions assigned, attention checks included (0 until they are assigned).",
+    )
     attention_failures = models.PositiveSmallIntegerField(default=0)
     completion_code = models.CharField(max_length=32, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
@@ -125,6 +129,12 @@ class Participant(models.Model):
             models.UniqueConstraint(
                 fields=["study", "pseudonym"], name="participant_one_per_pid_per_study"
             ),
+            # A Prolific session belongs to one person (purged rows keep an empty one).
+            models.UniqueConstraint(
+                fields=["study", "session_id"],
+                condition=~Q(session_id=""),
+                name="participant_one_per_session_per_study",
+            ),
             models.CheckConstraint(
                 condition=Q(current_position__gte=1), name="participant_position_positive"
             ),
@@ -136,21 +146,6 @@ class Participant(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status != self.Status.ACTIVE
-
-
-class AssignmentQuerySet(models.QuerySet):
-    def with_question_total(self) -> "AssignmentQuerySet":
-        """Annotate ``question_total``, the participant's number of questions, in the same query
-        (the progress bar and the last-question check need it; the study's own count would
-        cost a query over its match sets)."""
-        total = (
-            Assignment.objects.filter(participant=models.OuterRef("participant"))
-            .order_by()
-            .values("participant")
-            .annotate(n=models.Count("pk"))
-            .values("n")
-        )
-        return self.annotate(question_total=models.Subquery(total))
 
 
 class Assignment(models.Model):
@@ -169,8 +164,6 @@ class Assignment(models.Model):
         default=list, blank=True, help_text="Candidate ranks in the order shown (photo 1 first)."
     )
     served_at = models.DateTimeField(null=True, blank=True)
-
-    objects = AssignmentQuerySet.as_manager()
 
     class Meta:
         ordering = ["participant", "position"]

@@ -3,13 +3,12 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Q
 from django.utils import timezone
 
 from survey.faces import candidate_faces
 from survey.models import Assignment, Participant, Response
-from survey.services.locks import locked_participant
+from survey.services.locks import locked_participant, participant_transaction
 from survey.services.refusals import (
     AnswerRefused,
     FlowError,
@@ -71,6 +70,9 @@ class AnswerResult:
     response: Response
     created: bool
     participant: Participant
+    # Questions read for the answer, by position, with their match sets and `question_total`:
+    # the one answered and the two after it, shown next without another query.
+    questions: dict[int, Assignment]
 
 
 def response_record(
@@ -101,7 +103,7 @@ def response_record(
         raise
 
 
-@transaction.atomic
+@participant_transaction
 def _response_record(
     *,
     participant: Participant,
@@ -112,13 +114,14 @@ def _response_record(
     now: datetime | None,
 ) -> AnswerResult:
     p = locked_participant(participant)
-    token = question.token if isinstance(question, Assignment) else str(question)
-    assignment = _question_of(p, token)
+    token = str(question.token if isinstance(question, Assignment) else question)
+    questions = _questions_of(p, token)
+    assignment = next((a for a in questions.values() if str(a.token) == token), None)
     if assignment is None:
         raise NotYourQuestion("This question does not belong to you.")
-    if assignment.answered:
-        existing = Response.objects.get(assignment=assignment)
-        return AnswerResult(response=existing, created=False, participant=p)
+    existing = _answer_stored(p, assignment)
+    if existing is not None:
+        return AnswerResult(response=existing, created=False, participant=p, questions=questions)
     _answer_allowed(p, assignment, now=now)
     study = p.study
     photos = answer_validate(
@@ -134,19 +137,33 @@ def _response_record(
         p, assignment, ranks=ranks, none_selected=none_selected, confidence=confidence, now=now
     )
     _participant_advance(p, assignment, attention_passed=response.attention_passed, now=now)
-    return AnswerResult(response=response, created=True, participant=p)
+    return AnswerResult(response=response, created=True, participant=p, questions=questions)
 
 
-def _question_of(participant: Participant, token: str) -> Assignment | None:
-    """The question with this token if it is the participant's, annotated with whether it was
-    answered and how many questions the participant has (one query)."""
-    return (
-        Assignment.objects.filter(token=token, participant_id=participant.pk)
+def _questions_of(participant: Participant, token: str) -> dict[int, Assignment]:
+    """By position, with their match sets: the question with this token if it is the
+    participant's, and the two after their current one (what the reply shows next and
+    preloads). One query of a few rows."""
+    after = participant.current_position
+    rows = (
+        Assignment.objects.filter(participant_id=participant.pk)
+        .filter(Q(token=token) | Q(position__in=(after + 1, after + 2)))
         .select_related("match_set")
-        .with_question_total()
-        .annotate(answered=Exists(Response.objects.filter(assignment=OuterRef("pk"))))
-        .first()
+        .order_by()
     )
+    questions = {a.position: a for a in rows}
+    for a in questions.values():
+        a.question_total = participant.question_count
+    return questions
+
+
+def _answer_stored(p: Participant, assignment: Assignment) -> Response | None:
+    """The answer already stored to this question, if any. Answering moves the participant
+    past the question in the same transaction, so a question the participant is still on
+    has none (no query then)."""
+    if p.step == Participant.Step.QUESTIONS and assignment.position >= p.current_position:
+        return None
+    return Response.objects.filter(assignment=assignment).first()
 
 
 def _answer_allowed(p: Participant, assignment: Assignment, *, now: datetime | None) -> None:

@@ -2,9 +2,10 @@
 
 import logging
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from survey.models import Participant, Study, pseudonymise
@@ -25,6 +26,10 @@ MADE_UP_ID_RE = re.compile(r"[A-Za-z0-9_-]{6,64}")
 # Integrity flags set at entry (Participant.integrity_flags).
 REENTRY_SAME_BROWSER = "reentry_same_browser"
 REENTRY_SAME_NETWORK = "reentry_same_network"
+SESSION_TAKEN = (
+    "This SESSION_ID is already in use by another participant. "
+    "Please open the study again from your own Prolific link."
+)
 # Participations that ended without completing: coming back under a new PID after one of these
 # is how a declined, failed or timed-out participant would collect a completion code.
 ENDED_UNCOMPLETED = [
@@ -104,8 +109,12 @@ def participant_enter(
                 browser_participant_id=browser_participant_id,
             )
     except IntegrityError:
-        # Another request for the same PID won the race: resume that participation.
-        return Participant.objects.get(study=study, pseudonym=pseudonym)
+        # Another request won the race: the same person's (resume that participation), or
+        # another PID's with the same session (which the session's constraint refused).
+        arrived = Participant.objects.filter(study=study, pseudonym=pseudonym).first()
+        if arrived is None:
+            raise EntryRefused(SESSION_TAKEN) from None
+        return arrived
 
 
 def _link_ids(
@@ -134,27 +143,36 @@ def _participant_admit(
     client_hash: str,
     browser_participant_id: int | None,
 ) -> Participant:
-    """Create the participant under the study's row lock (the caller's transaction), unless the
-    same person's other request got here first; refused if the session is taken or the study
-    full."""
-    locked = locked_study(study.pk)
-    arrived = Participant.objects.filter(study=locked, pseudonym=pseudonym).first()
-    if arrived is not None:
-        return arrived  # The same person's other request got here first.
-    if Participant.objects.filter(study=locked, session_id=session).exists():
-        # A Prolific session belongs to one person: a second PID with it is tampering.
-        raise EntryRefused(
-            "This SESSION_ID is already in use by another participant. "
-            "Please open the study again from your own Prolific link."
-        )
-    _place_check(locked, timezone.now())
+    """Create the participant in the caller's transaction; refused if the session is another
+    participant's or the study is full.
+
+    Arrivals do not wait for each other: one PID per study and one participant per session are
+    the database's unique constraints (a race surfaces as IntegrityError, see
+    participant_enter). Only a study with a maximum number of participants takes the study
+    row's lock, so that places are counted one arrival at a time."""
+    if study.max_participants is not None:
+        study = locked_study(study.pk)
+        arrived = Participant.objects.filter(study=study, pseudonym=pseudonym).first()
+        if arrived is not None:
+            return arrived  # The same person's other request got here first.
+        _place_check(study, timezone.now())
+    else:
+        # Abandoned participations are marked as they are noticed (the place check does it
+        # above); those another request holds are left to it.
+        overdue_time_out(study, timezone.now(), skip_locked=True)
+    session_users = Participant.objects.filter(study=study, session_id=session)
+    if session_users.exclude(pseudonym=pseudonym).exists():
+        # A Prolific session belongs to one person: a second PID with it is tampering. (The
+        # same PID's other request, admitted meanwhile, makes the insert below fail instead,
+        # and participant_enter resumes that participation.)
+        raise EntryRefused(SESSION_TAKEN)
     flags = _reentry_flags(
-        locked, client_hash=client_hash, browser_participant_id=browser_participant_id
+        study, client_hash=client_hash, browser_participant_id=browser_participant_id
     )
     if flags:
-        logger.warning("entry to %s flagged: %s", locked.slug, ", ".join(flags))
+        logger.warning("entry to %s flagged: %s", study.slug, ", ".join(flags))
     return Participant.objects.create(
-        study=locked,
+        study=study,
         prolific_pid=pid,
         pseudonym=pseudonym,
         session_id=session,
@@ -189,7 +207,13 @@ def _reentry_flags(
     stopping few of the others. The flag keeps the participant out of automatic approval and
     shows the researcher what to review against Prolific's records.
     """
-    ended = Participant.objects.filter(study=study, status__in=ENDED_UNCOMPLETED)
+    # Whose time is up counts as timed out, marked or not (an arrival leaves unmarked those
+    # whose rows another request holds).
+    time_up = timezone.now() - timedelta(minutes=study.maximum_minutes)
+    ended = Participant.objects.filter(study=study).filter(
+        Q(status__in=ENDED_UNCOMPLETED)
+        | Q(status=Participant.Status.ACTIVE, entered_at__lte=time_up)
+    )
     flags = []
     if browser_participant_id is not None and ended.filter(pk=browser_participant_id).exists():
         flags.append(REENTRY_SAME_BROWSER)

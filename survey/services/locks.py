@@ -1,10 +1,56 @@
 """The two row locks of the participant flow, and the order they are taken in.
 
-The study row orders arrivals and question assignment; the participant row orders each
-participant's own writes. Whoever takes both takes the study's first.
+The participant row orders each participant's own writes. The study row is taken rarely:
+to open or close the study, to count places at the arrivals of a study with a maximum
+number of participants, and to decide the next batch of assignment slots
+(survey.services.slots) — arrivals and question assignment otherwise never wait for each
+other. Whoever holds the study row waits for no participant row, so the two cannot deadlock.
 """
 
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+from django.db import models, transaction
+
 from survey.models import Participant, Study
+
+P = ParamSpec("P")
+R = TypeVar("R")
+# Set on a participant read under its lock by the transaction of a participant's request
+# (survey.browser.browser_participant(lock=True)): the Atomic that began that transaction.
+LOCKED_BY = "_fvr_locked_by"
+
+
+def _outermost_atomic() -> object | None:
+    blocks = transaction.get_connection().atomic_blocks
+    return blocks[0] if blocks else None
+
+
+def participant_lock_note(participant: Participant) -> Participant:
+    """Mark ``participant`` as read under its row lock by the transaction now open, which
+    holds that lock until it ends: `locked_participant` then reads it no second time. For
+    the request's own read only (a participant object passed on to later transactions, or
+    changed behind its back, must be read again)."""
+    setattr(participant, LOCKED_BY, _outermost_atomic())
+    return participant
+
+
+def participant_transaction(func: Callable[P, R]) -> Callable[P, R]:
+    """A participant's write: in the caller's transaction when there is one (a participant's
+    POST is one transaction, begun with the locked read of the participant), else its own.
+
+    No savepoint of its own: the refusals these services raise (FlowError) come before any
+    write, and any other error rolls the whole request back."""
+    atomic = transaction.atomic(func)
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if transaction.get_connection().in_atomic_block:
+            return func(*args, **kwargs)
+        return atomic(*args, **kwargs)
+
+    return wrapper
 
 
 def locked_participant(participant: Participant) -> Participant:
@@ -12,15 +58,20 @@ def locked_participant(participant: Participant) -> Participant:
 
     Only that row (`of=self`: a plain FOR UPDATE over the join would lock the study row too and
     serialise every participant behind it), and FOR NO KEY UPDATE, which rows that merely refer
-    to the participant (visits, responses, logs) do not wait for.
+    to the participant (visits, responses, logs) do not wait for. A participant this
+    transaction already read under its lock (`participant_lock_note`) is returned as it is.
     """
-    return (
-        Participant.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("study")
-        .get(pk=participant.pk)
-    )
+    held = getattr(participant, LOCKED_BY, None)
+    if held is not None and held is _outermost_atomic():
+        return participant
+    return participant_locked_query().get(pk=participant.pk)
+
+
+def participant_locked_query() -> "models.QuerySet[Participant]":
+    """Participants with their study, read under the participant row's lock."""
+    return Participant.objects.select_for_update(of=("self",), no_key=True).select_related("study")
 
 
 def locked_study(study_id: int) -> Study:
-    """Lock the study row: the one lock that orders arrivals and question assignment."""
+    """Lock the study row (see the module's docstring for who takes it)."""
     return Study.objects.select_for_update(no_key=True).get(pk=study_id)

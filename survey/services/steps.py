@@ -5,17 +5,16 @@ demographics, the questions assigned, the finish.
 import random
 from datetime import datetime
 
-from django.db import transaction
 from django.utils import timezone
 
-from survey.assignment import DesignError, questions_choose
-from survey.models import Assignment, PageVisit, Participant, Study
-from survey.services.locks import locked_participant, locked_study
+from survey.assignment import DesignError
+from survey.models import Assignment, MatchSet, PageVisit, Participant, Study
+from survey.services.locks import locked_participant, participant_transaction
 from survey.services.refusals import InvalidAnswer, StudyUnavailable
-from survey.services.timeouts import overdue_time_out
+from survey.services.slots import slot_claim
 
 
-@transaction.atomic
+@participant_transaction
 def page_visit_record(*, participant: Participant, page: str, now: datetime | None = None) -> None:
     """Store when a page was first served (later loads keep the first time)."""
     if PageVisit.objects.filter(participant=participant, page=page).exists():
@@ -39,7 +38,7 @@ def _page_submitted(participant: Participant, page: str, now: datetime) -> None:
         PageVisit.objects.filter(pk=visit.pk, submitted_at__isnull=True).update(submitted_at=now)
 
 
-@transaction.atomic
+@participant_transaction
 def participant_consent(*, participant: Participant, consent: bool) -> Participant:
     """Record the consent decision; declining ends the participation with NO_CONSENT."""
     p = locked_participant(participant)
@@ -59,7 +58,7 @@ def participant_consent(*, participant: Participant, consent: bool) -> Participa
     return p
 
 
-@transaction.atomic
+@participant_transaction
 def participant_demographics_save(
     *, participant: Participant, gender: str, age_group: str
 ) -> Participant:
@@ -83,60 +82,69 @@ def _candidate_order(study: Study, rng: random.Random) -> list[int]:
     return ranks
 
 
-@transaction.atomic
+@participant_transaction
 def participant_start_questions(
     *, participant: Participant, rng: random.Random | None = None
 ) -> Participant:
-    """Assign the participant's questions (balanced across match sets) in a random order."""
+    """Assign the participant's questions (balanced across match sets) in a random order.
+
+    The match sets come from a claimed assignment slot (survey.services.slots): arrivals do
+    not wait for each other, only each for its own participant row."""
     rng = rng or random.SystemRandom()
-    # Lock the study row first, then the participant: one deterministic lock order for all.
-    study = locked_study(participant.study_id)
-    # Participants whose time is up stop counting for balance (this one too, if so: then the
-    # step below is DONE and nothing is assigned).
-    overdue_time_out(study, timezone.now())
     p = locked_participant(participant)
     if p.step != Participant.Step.INSTRUCTIONS:
         return p
     _page_submitted(p, Participant.Step.INSTRUCTIONS, timezone.now())
     if not p.assignments.exists():
-        try:
-            chosen, spare = questions_choose(study, rng)
-        except DesignError as error:
-            raise StudyUnavailable(
-                f"This study is not set up correctly ({error}). Please return it on Prolific."
-            ) from error
-        rng.shuffle(chosen)
-        total = len(chosen) + study.attention_checks
-        # Attention checks never come first, so that the participant has seen a question.
-        check_positions = set(rng.sample(range(2, total + 1), study.attention_checks))
-        rows, queue = [], iter(chosen)
-        for position in range(1, total + 1):
-            if position in check_positions:
-                rows.append(
-                    Assignment(
-                        participant=p,
-                        match_set=rng.choice(spare),
-                        position=position,
-                        is_attention_check=True,
-                        attention_rank=rng.randint(1, study.k),
-                        attention_confidence=rng.choice([1, 2, 4, 5]),
-                        candidate_order=_candidate_order(study, rng),
-                    )
-                )
-            else:
-                rows.append(
-                    Assignment(
-                        participant=p,
-                        match_set=next(queue),
-                        position=position,
-                        candidate_order=_candidate_order(study, rng),
-                    )
-                )
-        Assignment.objects.bulk_create(rows)
+        p.question_count = len(Assignment.objects.bulk_create(_questions_plan(p, rng)))
     p.step = Participant.Step.QUESTIONS
     p.current_position = 1
-    p.save()
+    p.save(update_fields=["step", "current_position", "question_count"])
     return p
+
+
+def _questions_plan(p: Participant, rng: random.Random) -> list[Assignment]:
+    """The participant's questions from a claimed slot, shuffled, with the attention checks
+    (on other match sets) at random positions after the first."""
+    study = p.study
+    # No ordering: MatchSet's default one would join the study table for nothing.
+    match_sets = list(MatchSet.objects.filter(study=study).order_by("pk"))
+    try:
+        chosen = slot_claim(study=study, participant=p, match_sets=match_sets, rng=rng)
+    except DesignError as error:
+        raise StudyUnavailable(
+            f"This study is not set up correctly ({error}). Please return it on Prolific."
+        ) from error
+    chosen_ids = {ms.pk for ms in chosen}
+    spare = [ms for ms in match_sets if ms.pk not in chosen_ids] or match_sets
+    rng.shuffle(chosen)
+    total = len(chosen) + study.attention_checks
+    # Attention checks never come first, so that the participant has seen a question.
+    check_positions = set(rng.sample(range(2, total + 1), study.attention_checks))
+    rows, queue = [], iter(chosen)
+    for position in range(1, total + 1):
+        if position in check_positions:
+            rows.append(
+                Assignment(
+                    participant=p,
+                    match_set=rng.choice(spare),
+                    position=position,
+                    is_attention_check=True,
+                    attention_rank=rng.randint(1, study.k),
+                    attention_confidence=rng.choice([1, 2, 4, 5]),
+                    candidate_order=_candidate_order(study, rng),
+                )
+            )
+        else:
+            rows.append(
+                Assignment(
+                    participant=p,
+                    match_set=next(queue),
+                    position=position,
+                    candidate_order=_candidate_order(study, rng),
+                )
+            )
+    return rows
 
 
 def assignment_served(*, assignment: Assignment, now: datetime | None = None) -> None:
@@ -154,7 +162,7 @@ def assignment_served(*, assignment: Assignment, now: datetime | None = None) ->
             )
 
 
-@transaction.atomic
+@participant_transaction
 def participant_finish(*, participant: Participant) -> Participant:
     """Complete the participation after the debrief and issue the completion code."""
     p = locked_participant(participant)

@@ -63,14 +63,20 @@ def _time_out_changes(study: Study) -> dict[str, object]:
     }
 
 
-def overdue_time_out(study: Study, now: datetime) -> int:
-    """Mark the study's overdue participants TIMED_OUT; the caller holds the study row lock."""
-    overdue = list(
-        Participant.objects.filter(study=study).overdue(now=now).values_list("pk", flat=True)
-    )
-    if not overdue:
+def overdue_time_out(study: Study, now: datetime, *, skip_locked: bool = False) -> int:
+    """Mark the study's overdue participants TIMED_OUT, in the caller's transaction.
+
+    Under the study row's lock every overdue participant is marked; with ``skip_locked`` (an
+    arrival, which takes no study lock) those whose rows another transaction holds are left
+    to it (their own request marks them, or another arrival does), so that concurrent
+    arrivals never wait for each other here."""
+    overdue = Participant.objects.filter(study=study).overdue(now=now)
+    if skip_locked:
+        overdue = overdue.select_for_update(of=("self",), no_key=True, skip_locked=True)
+    pks = list(overdue.values_list("pk", flat=True))
+    if not pks:
         return 0
     # `status=ACTIVE` again in the UPDATE itself: a participant who finished meanwhile stays so.
-    return Participant.objects.filter(pk__in=overdue, status=Participant.Status.ACTIVE).update(
+    return Participant.objects.filter(pk__in=pks, status=Participant.Status.ACTIVE).update(
         **_time_out_changes(study)
     )

@@ -121,3 +121,50 @@ def test_20_threads_posting_the_same_answer_leave_one_response():
     assert Response.objects.filter(participant=participant).count() == 1
     participant.refresh_from_db()
     assert participant.current_position == 2
+
+
+def test_arrivals_and_question_assignment_do_not_wait_for_the_study_row():
+    """With the study row locked elsewhere (as while opening or closing the study, or while
+    the next batch of assignment slots is decided), an arrival still gets through entry,
+    consent, demographics and question assignment: arrivals claim slots with SKIP LOCKED and
+    never queue on that one row."""
+    from django.db import transaction
+
+    from survey.services.locks import locked_study
+
+    study = study_with_match_sets(per_method=10)
+    arrive_and_start(study.slug, "PIDFIRSTSLOT")  # decides the first batch of slots
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_study_row() -> None:
+        try:
+            with transaction.atomic():
+                locked_study(study.pk)
+                locked.set()
+                release.wait(timeout=60)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_study_row)
+    holder.start()
+    assert locked.wait(timeout=10)
+    finished: list[int] = []
+
+    def arrive() -> None:
+        try:
+            finished.append(arrive_and_start(study.slug, "PIDWHILELOCK"))
+        finally:
+            connection.close()
+
+    arrival = threading.Thread(target=arrive)
+    arrival.start()
+    arrival.join(timeout=20)
+    still_waiting = arrival.is_alive()
+    release.set()
+    holder.join()
+    arrival.join()
+    assert not still_waiting, "the arrival waited for the study row's lock"
+    assert finished == [302]
+    p = Participant.objects.get(study=study, prolific_pid=prolific_id("PIDWHILELOCK"))
+    assert p.step == Participant.Step.QUESTIONS
+    assert p.assignments.count() == study.question_count

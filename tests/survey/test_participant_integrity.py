@@ -157,9 +157,12 @@ def test_balance_ignores_participants_whose_time_is_up():
     out_of_time(first)  # not marked yet: already no longer counted
     assert all(ms.answered_by == 0 for ms in match_sets_with_counts(study))
     assert not Participant.objects.counted_for_balance().exists()
-    second = at_questions(study, pid="PIDSECOND1")  # question assignment marks the first
+    second = at_questions(study, pid="PIDSECOND1")
+    # The first's assignment slot, freed by the time limit, is the one claimed next.
+    theirs = second.assignments.filter(is_attention_check=False).values_list("match_set", flat=True)
+    assert set(theirs) == mine
     first.refresh_from_db()
-    assert first.status == Status.TIMED_OUT
+    assert first.status == Status.TIMED_OUT  # marked at the second's arrival
     assert second.status == Status.ACTIVE
     assert list(Participant.objects.counted_for_balance()) == [second]
 

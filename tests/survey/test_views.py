@@ -327,19 +327,21 @@ def test_question_page_and_answer_keep_to_their_query_budget(
     assert b'name="question"' in page.content
     with django_assert_max_num_queries(2):  # a reload: candidates known, served_at kept
         client.get(url("question", study, position=2))
-    # The participant; in a transaction (BEGIN and COMMIT count on PostgreSQL): the lock, the
-    # question with "answered?" and the count, the insert, the update.
+    # One transaction: the participant read under its lock (once: survey.browser), the
+    # participant's questions with their match sets, the insert, the update: 4, and the
+    # transaction's SAVEPOINT and RELEASE here, inside the test's own transaction (in a server
+    # it is BEGIN and COMMIT, which Django does not count).
     payload = answer_payload(p)
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(6):
         answered = client.post(url("question", study, position=2), payload)
     assert answered["Location"] == url("question", study, position=3)
     assert Response.objects.filter(participant=p).count() == 2
-    # The page's script: the answer's 7, then the next question as its page would have it:
-    # with its successor (1), their candidates (1, not seen yet) and served_at (1) — one
-    # request, 10 queries, against 11 in two requests.
+    # The page's script: the answer's 4, then the next question (and its successor, for
+    # preloading) from the questions already read: their candidates (1, not seen yet) and
+    # served_at (1) — one request, 6 statements (8 here), against 11 in two requests before.
     p.refresh_from_db()
     payload = answer_payload(p)
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(8):
         answered = client.post(url("question", study, position=3), payload, **JSON)
     assert answered.status_code == 200
     assert answered.json()["question"]["number"] == 4
