@@ -53,6 +53,9 @@ class CpuMeter:
     started: float = field(default_factory=time.monotonic)
     first: dict[int, tuple[str, float]] = field(default_factory=_readings)
     last: dict[int, tuple[str, float]] = field(default_factory=dict)
+    # After stop(): CPU seconds used by each role, and the seconds measured.
+    used: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
 
     def sample(self) -> None:
         self.last.update(_readings())
@@ -65,6 +68,7 @@ class CpuMeter:
         for pid, (role, total) in self.last.items():
             before = self.first.get(pid, (role, 0.0))[1]
             used[role] += max(0.0, total - before)
+        self.used, self.seconds = {role: round(value, 3) for role, value in used.items()}, seconds
         cores = {role: round(value / seconds, 2) for role, value in used.items()}
         cores["idle"] = round(max(0.0, (os.cpu_count() or 1) - sum(cores.values())), 2)
         return cores

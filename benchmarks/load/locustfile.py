@@ -38,6 +38,7 @@ ATTENTION_RE = re.compile(
 )
 STATIC_RE = re.compile(r'(?:rel="stylesheet" href|<script src)="([^"]+)"')
 QUESTION_PATH_RE = re.compile(r"/question/(\d+)/$")
+MINIMAL_PATH = "/__load/{slug}/minimal-answer/"  # benchmarks/load/urls.py
 FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
 SCRIPT_HEADERS = {**FORM_HEADERS, "Accept": "application/json", "X-Requested-With": "fetch"}
 
@@ -55,6 +56,12 @@ class Plan:
     # question); False: as a browser without JavaScript (POST, redirect, next page).
     javascript: bool = True
     give_up_seconds: float = 120.0  # a request that keeps failing this long abandons the flow
+    # The efficiency baseline (benchmarks/load/minimal.py): enter once, then post the minimal
+    # answer view again and again with the same think time, instead of taking the flow.
+    minimal: bool = False
+    # > 0: each flow user starts after a random 0–S s, so that arrivals come as a steady stream
+    # rather than in waves of every user at once, which a closed loop keeps in step.
+    stagger_seconds: float = 0.0
 
 
 @dataclass
@@ -66,8 +73,11 @@ class ClientLog:
     pending: dict[str, dict] = field(default_factory=dict)  # pid -> answer sent, not yet acked
     completed: list[dict] = field(default_factory=list)
     assigned: list[str] = field(default_factory=list)  # burst arrivals that reached question 1
+    to_question: list[float] = field(default_factory=list)  # their seconds from release to it
     abandoned: list[dict] = field(default_factory=list)
     retries: int = 0
+    ready: int = 0  # minimal users that have entered and hold a CSRF token
+    minimal: int = 0  # minimal answers acknowledged
 
 
 PLAN = Plan()
@@ -147,6 +157,10 @@ class Participant(FastHttpUser):
         for url in STATIC_RE.findall(html):
             self.send("GET", url, "static", expect=(200,))
 
+    def on_start(self) -> None:
+        if PLAN.stagger_seconds > 0 and not (PLAN.burst or PLAN.minimal):
+            STOP.wait(random.uniform(0, PLAN.stagger_seconds))
+
     @task
     def participate(self) -> None:
         if STOP.is_set():
@@ -154,6 +168,9 @@ class Participant(FastHttpUser):
         self.client.cookiejar.clear()
         pid = f"{PLAN.run_tag}x{next(_serial):06d}"
         try:
+            if PLAN.minimal:
+                self.post_minimal(pid)
+                raise StopUser()
             if PLAN.burst:
                 self.arrive_together(pid)
                 raise StopUser()
@@ -163,15 +180,19 @@ class Participant(FastHttpUser):
         if LOG.pending.get(pid):
             LOG.abandoned.append({"pid": pid, "why": "stopped with an answer in doubt"})
 
-    def arrive(self, pid: str) -> str:
-        """Entry from a Prolific link, consent, demographics, instructions: at question 1."""
+    def enter(self, pid: str) -> tuple[str, str]:
+        """Entry from a Prolific link: the signed cookie; return the consent page's path, HTML."""
         query = urlencode(
             {"PROLIFIC_PID": pid, "STUDY_ID": f"STUDY{PLAN.run_tag}", "SESSION_ID": f"S{pid}"}
         )
         base = f"/s/{PLAN.slug}/"
         path = self.follow(self.send("GET", f"{base}?{query}", "entry GET", expect=(302,)))
         LOG.entered.append(pid)
-        html = self.page(path, "consent GET")
+        return path, self.page(path, "consent GET")
+
+    def arrive(self, pid: str) -> str:
+        """Entry from a Prolific link, consent, demographics, instructions: at question 1."""
+        path, html = self.enter(pid)
         self.fetch_static(html)
         self.pause(0.5)
         path = self.post_form(path, "consent POST", html, [("decision", "agree")])
@@ -188,10 +209,30 @@ class Participant(FastHttpUser):
         if next(_spawned) >= PLAN.burst:
             BURST_GATE.set()
         BURST_GATE.wait(60)
+        released = time.monotonic()
         path = self.arrive(pid)
         if not QUESTION_PATH_RE.search(path):
             raise Abandon(f"arrival ended at {path}, not at a question")
         LOG.assigned.append(pid)
+        LOG.to_question.append(time.monotonic() - released)
+
+    def post_minimal(self, pid: str) -> None:
+        """Enter once (cookie, CSRF token), then post the minimal answer view until the end."""
+        _, html = self.enter(pid)
+        match = CSRF_RE.search(html)
+        if not match:
+            raise Abandon("consent GET: no CSRF token")
+        LOG.ready += 1
+        data = [("csrfmiddlewaretoken", match.group(1))]
+        while not STOP.is_set():
+            self.pause(PLAN.think_seconds)
+            if STOP.is_set():
+                return
+            path = MINIMAL_PATH.format(slug=PLAN.slug)
+            self.send(
+                "POST", path, "minimal POST", expect=(200,), data=data, headers=SCRIPT_HEADERS
+            )
+            LOG.minimal += 1
 
     def take_part(self, pid: str) -> None:
         path = self.arrive(pid)

@@ -43,7 +43,9 @@ def database_recreate(url: str) -> None:
 def server_environment(*, database_url: str, workdir: Path) -> dict[str, str]:
     """Production settings over plain HTTP on loopback, media served before Django."""
     return {
-        "DJANGO_SETTINGS_MODULE": "config.settings",
+        # config.settings plus the minimal answer view (benchmarks/load/minimal.py) at its own
+        # URL: same middleware, database settings and gunicorn as the pages it is compared with.
+        "DJANGO_SETTINGS_MODULE": "benchmarks.load.settings",
         "DATABASE_URL": database_url,
         "DJANGO_PRODUCTION": "1",
         # Production refuses to start without both keys; random ones for each run.
@@ -92,12 +94,30 @@ class Gunicorn:
     workers: int = 4
     threads: int = 4
     worker_class: str = "gthread"
+    name: str = "gunicorn"  # its logs: NAME.log, and NAME-access.log with access_log
+    access_log: bool = False  # log each request's method, path (no query string) and status
     process: subprocess.Popen | None = None
     events: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    @property
+    def access_log_path(self) -> Path:
+        return self.workdir / f"{self.name}-access.log"
+
+    def participant_requests(self) -> int:
+        """Participants' requests in its access log (0 without one): pages and the minimal
+        view, not the harness's own probes (readiness, who serves images), which reach every
+        server directly."""
+        path = self.access_log_path
+        lines = path.read_text().splitlines() if path.exists() else []
+        return sum(line.split(" ")[1].startswith(("/s/", "/__load/")) for line in lines)
 
     def start(self, *, timeout: float = 60) -> float:
         """Start gunicorn and wait until it answers; return the seconds that took."""
@@ -116,7 +136,16 @@ class Gunicorn:
                 # Longer than any think time, as a proxy's keep-alive would be: a connection closed
                 # by the server just as the client reuses it is a client-side error, not a fault.
                 "--keep-alive=75",
-                f"--error-logfile={self.workdir / 'gunicorn.log'}",
+                f"--error-logfile={self.log}",
+                *(
+                    # Paths only (%(U)s): an arrival's query string carries Prolific IDs.
+                    [
+                        f"--access-logfile={self.access_log_path}",
+                        "--access-logformat=%(m)s %(U)s %(s)s",
+                    ]
+                    if self.access_log
+                    else []
+                ),
             ],
             cwd=REPO,
             env={**os.environ, **self.env},
@@ -133,8 +162,7 @@ class Gunicorn:
         while time.monotonic() - started < timeout:
             if self.process is not None and self.process.poll() is not None:
                 raise HarnessError(
-                    f"gunicorn exited with {self.process.returncode}; see "
-                    f"{self.workdir / 'gunicorn.log'}"
+                    f"gunicorn exited with {self.process.returncode}; see {self.log}"
                 )
             try:
                 with urllib.request.urlopen(f"{self.url}/api/v1/schema/", timeout=5):
@@ -193,6 +221,7 @@ def postgres_restart(cluster: str) -> float:
 
 
 NGINX_CONFIG = REPO / "deploy" / "nginx.conf"
+UPSTREAM_LINE = "server @UPSTREAM@;"  # in the upstream block; one such line per app server
 
 
 @dataclass
@@ -202,7 +231,7 @@ class Nginx:
 
     workdir: Path
     port: int
-    upstream: str  # host:port of gunicorn
+    upstream: str  # host:port of gunicorn; several (app servers) separated by spaces or commas
     media_root: Path
     static_root: Path
     process: subprocess.Popen | None = None
@@ -218,9 +247,14 @@ class Nginx:
     def config(self) -> str:
         """deploy/nginx.conf with its placeholders filled in for this run."""
         text = NGINX_CONFIG.read_text()
+        if UPSTREAM_LINE not in text:
+            raise HarnessError(f"{NGINX_CONFIG} has no '{UPSTREAM_LINE}' line")
+        # One `server` line per app server, indented as the placeholder's.
+        indent = text.split(UPSTREAM_LINE)[0].rsplit("\n", 1)[-1]
+        servers = self.upstream.replace(",", " ").split()
+        text = text.replace(UPSTREAM_LINE, f"\n{indent}".join(f"server {s};" for s in servers))
         for name, value in {
             "PREFIX": self.workdir,
-            "UPSTREAM": self.upstream,
             "LISTEN": f"127.0.0.1:{self.port}",
             "MEDIA_ROOT": self.media_root,
             "STATIC_ROOT": self.static_root,
@@ -272,3 +306,28 @@ class Nginx:
     def stop(self) -> None:
         """Graceful stop (SIGQUIT: open requests finish), which also flushes the access log."""
         process_stop(self.process, signal.SIGQUIT, timeout=30)
+
+
+@dataclass
+class Stack:
+    """The app servers (one gunicorn master each, on its own port) and nginx in front, if any."""
+
+    servers: list[Gunicorn]
+    front: Nginx | None = None
+
+    @property
+    def url(self) -> str:
+        """Where the participants go: nginx when it is in front, else the (only) app server."""
+        return (self.front or self.servers[0]).url
+
+    def start(self) -> None:
+        for server in self.servers:
+            server.start()
+        if self.front is not None:
+            self.front.start()
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+        if self.front is not None:
+            self.front.stop()
