@@ -43,6 +43,21 @@ class ParticipantQuerySet(models.QuerySet):
             | Q(status=Participant.Status.ACTIVE, time_up_at__gt=now or timezone.now())
         )
 
+    def released(self, *, now: datetime | None = None) -> "ParticipantQuerySet":
+        """The complement of `counted_for_balance`: participations that ended without
+        completing (declined, failed, timed out, returned) and active ones past their study's
+        maximum time, marked or not. Their places and question sets go to others."""
+        ended = [
+            Participant.Status.NO_CONSENT,
+            Participant.Status.FAILED_ATTENTION,
+            Participant.Status.TIMED_OUT,
+            Participant.Status.RETURNED,
+        ]
+        return self.alias(time_up_at=_time_up_at()).filter(
+            Q(status__in=ended)
+            | Q(status=Participant.Status.ACTIVE, time_up_at__lte=now or timezone.now())
+        )
+
     def overdue(self, *, now: datetime | None = None) -> "ParticipantQuerySet":
         """Active participants past their study's maximum time: to be marked TIMED_OUT."""
         return self.alias(time_up_at=_time_up_at()).filter(

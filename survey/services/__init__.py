@@ -21,7 +21,6 @@ from survey.services.answers import (
     response_record,
 )
 from survey.services.entry import (
-    ENDED_UNCOMPLETED,
     MADE_UP_ID_RE,
     PROLIFIC_ID_RE,
     REENTRY_SAME_BROWSER,
@@ -58,7 +57,6 @@ __all__ = [
     "ANSWER_CHANGES",
     "CONFIDENCE_INVALID",
     "CONFIDENCE_MISSING",
-    "ENDED_UNCOMPLETED",
     "MADE_UP_ID_RE",
     "NOTHING_SELECTED",
     "PHOTOS_AND_NONE",

@@ -2,10 +2,9 @@
 
 import logging
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from survey.models import Participant, Study, pseudonymise
@@ -30,14 +29,6 @@ SESSION_TAKEN = (
     "This SESSION_ID is already in use by another participant. "
     "Please open the study again from your own Prolific link."
 )
-# Participations that ended without completing: coming back under a new PID after one of these
-# is how a declined, failed or timed-out participant would collect a completion code.
-ENDED_UNCOMPLETED = [
-    Participant.Status.NO_CONSENT,
-    Participant.Status.FAILED_ATTENTION,
-    Participant.Status.TIMED_OUT,
-    Participant.Status.RETURNED,
-]
 
 
 def _validated_prolific_id(name: str, value: str | None, *, any_ids: bool = False) -> str:
@@ -207,13 +198,10 @@ def _reentry_flags(
     stopping few of the others. The flag keeps the participant out of automatic approval and
     shows the researcher what to review against Prolific's records.
     """
-    # Whose time is up counts as timed out, marked or not (an arrival leaves unmarked those
-    # whose rows another request holds).
-    time_up = timezone.now() - timedelta(minutes=study.maximum_minutes)
-    ended = Participant.objects.filter(study=study).filter(
-        Q(status__in=ENDED_UNCOMPLETED)
-        | Q(status=Participant.Status.ACTIVE, entered_at__lte=time_up)
-    )
+    # Participations that ended without completing, whose time is up counting as timed out
+    # (marked or not): coming back under a new PID after one of these is how a declined,
+    # failed or timed-out participant would collect a completion code.
+    ended = Participant.objects.filter(study=study).released()
     flags = []
     if browser_participant_id is not None and ended.filter(pk=browser_participant_id).exists():
         flags.append(REENTRY_SAME_BROWSER)

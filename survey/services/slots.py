@@ -8,7 +8,7 @@ of `survey.services.locks` holds.
 
 import random
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db.models import Count, Max, Q
 from django.utils import timezone
@@ -18,24 +18,12 @@ from survey.models import Assignment, AssignmentSlot, MatchSet, Participant, Stu
 from survey.services.locks import locked_study
 
 BATCH = 100  # participants' question sets decided at a time
-# Holders who no longer count for balance: their slot is claimed again.
-RELEASED = [
-    Participant.Status.NO_CONSENT,
-    Participant.Status.FAILED_ATTENTION,
-    Participant.Status.TIMED_OUT,
-    Participant.Status.RETURNED,
-]
 
 
 def _free(study: Study, now: datetime) -> Q:
-    """A slot nobody holds, or whose holder no longer counts for balance (the complement of
-    ParticipantQuerySet.counted_for_balance)."""
-    time_up = now - timedelta(minutes=study.maximum_minutes)
-    return (
-        Q(participant__isnull=True)
-        | Q(participant__status__in=RELEASED)
-        | Q(participant__status=Participant.Status.ACTIVE, participant__entered_at__lte=time_up)
-    )
+    """A slot nobody holds, or whose holder no longer counts for balance."""
+    released = Participant.objects.filter(study=study).released(now=now)
+    return Q(participant__isnull=True) | Q(participant__in=released)
 
 
 def _free_slot_lock(study: Study, design: str, now: datetime) -> AssignmentSlot | None:
