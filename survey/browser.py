@@ -17,7 +17,8 @@ from django.core import signing
 from django.http import HttpRequest, HttpResponse
 
 from survey.models import Participant
-from survey.services.locks import participant_lock_note, participant_locked_query
+from survey.services.locks import participant_lock_note, participant_locked
+from survey.studies import study_of
 
 COOKIE = "fvr_participant"
 SALT = "survey.browser.participant"
@@ -60,7 +61,8 @@ def browser_participants(request: HttpRequest) -> dict[str, int]:
 def browser_participant(
     request: HttpRequest, slug: str, *, lock: bool = False
 ) -> Participant | None:
-    """The participant this browser is in the study ``slug``, with its study: one query.
+    """The participant this browser is in the study ``slug``, with its study: one query (the
+    study is the one this process keeps, survey.studies).
 
     ``lock``: read under the participant row's lock, for the transaction the caller has
     opened (a participant's POST), so that its writes need no second read."""
@@ -68,13 +70,14 @@ def browser_participant(
     if participant_id is None:
         return None
     if lock:
-        found = participant_locked_query().filter(pk=participant_id, study__slug=slug).first()
-        return participant_lock_note(found) if found is not None else None
-    return (
-        Participant.objects.select_related("study")
-        .filter(pk=participant_id, study__slug=slug)
-        .first()
-    )
+        found = participant_locked(participant_id)
+    else:
+        found = Participant.objects.filter(pk=participant_id).first()
+        if found is not None:
+            found.study = study_of(found.study_id)
+    if found is None or found.study.slug != slug:
+        return None
+    return participant_lock_note(found) if lock else found
 
 
 def browser_remember(

@@ -26,7 +26,9 @@ from survey.faces import CandidateFace, candidate_faces
 from survey.flow import progress, question_url, step_url
 from survey.forms import AnswerForm, ConsentForm, DemographicsForm
 from survey.models import Assignment, Confidence, Participant, Study
+from survey.questions import questions_at
 from survey.ratelimit import RateLimited, client_ip, client_key, entry_rate_check
+from survey.studies import study_question_count
 
 Step = Participant.Step
 View = Callable[..., HttpResponse]
@@ -142,10 +144,10 @@ def log_stale_post(participant: Participant, what: str) -> None:
 
 
 def page_context(participant: Participant, questions: int | None = None, **extra: object) -> dict:
-    """A participant page's context: the study's question count read once (one query) for
-    the progress bar and the page's text alike."""
+    """A participant page's context: the question count (the participant's own once decided,
+    else the study's, kept by this process) for the progress bar and the page's text alike."""
     if questions is None:
-        questions = participant.study.question_count
+        questions = participant.question_count or study_question_count(participant.study)
     done, total = progress(participant, questions)
     return {
         "participant": participant,
@@ -270,18 +272,12 @@ def instructions(request: HttpRequest, participant: Participant) -> HttpResponse
 
 def _question_pair(participant: Participant, position: int) -> tuple[Assignment, Assignment | None]:
     """The question at ``position`` and the one after it (for preloading its images), with
-    their match sets: one query (the candidates come from survey.faces; the question count is
-    the participant's)."""
-    pair = list(
-        Assignment.objects.filter(participant=participant, position__in=(position, position + 1))
-        .select_related("match_set")
-        .order_by("position")
-    )
-    if not pair or pair[0].position != position:
+    their match sets and question count: the participant's questions this process keeps
+    (survey.questions; the candidates come from survey.faces)."""
+    pair = questions_at(participant, position, position + 1)
+    if position not in pair:
         raise Http404("No such question.")
-    for a in pair:
-        a.question_total = participant.question_count
-    return pair[0], pair[1] if len(pair) > 1 else None
+    return pair[position], pair.get(position + 1)
 
 
 def question_payload(
@@ -359,7 +355,7 @@ def moved_on(
             assignment, following = questions[position], questions.get(position + 1)
         else:
             assignment, following = _question_pair(participant, position)
-        services.assignment_served(assignment=assignment)
+        services.question_served(participant=participant)  # an answer's reply: done already
         shown = question_payload(participant, assignment, following)
     return JsonResponse({"next": step_url(participant), "question": shown, "notice": notice})
 
@@ -385,7 +381,7 @@ def question(request: HttpRequest, participant: Participant, position: int) -> H
     if request.method == "POST":
         return answer(request, participant)
     assignment, following = _question_pair(participant, position)
-    services.assignment_served(assignment=assignment)
+    services.question_served(participant=participant)
     form = AnswerForm(initial={"question": assignment.token}, k=participant.study.k)
     return question_page(request, participant, form, assignment, following)
 
@@ -415,6 +411,7 @@ def answer(request: HttpRequest, participant: Participant) -> HttpResponse:
             selected_photos=form.cleaned_data["selected"],
             none_selected=form.cleaned_data["none_of_these"],
             confidence=form.cleaned_data["confidence"],
+            shown_next=wants_json(request),
         )
     except services.FlowError as error:
         return refusal_response(request, error, study)

@@ -28,6 +28,17 @@ def _fast_password_hashing(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _per_process_stores_empty() -> None:
+    """Each test starts with nothing kept by the process (survey.studies, survey.questions):
+    rows a rolled-back test left behind can come back under the same ids."""
+    from survey.questions import questions_clear
+    from survey.studies import studies_forget
+
+    studies_forget()
+    questions_clear()
+
+
 @pytest.fixture
 def face_data() -> Path:
     """The folder of real face photos (contains lfw/ and att_faces/), from FVR_FACE_DATA."""

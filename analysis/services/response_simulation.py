@@ -187,7 +187,7 @@ def _simulated_participant(
     conf_bias = float(rng.normal(0.0, 0.7))
     questions = p.assignments.select_related("match_set").prefetch_related("match_set__candidates")
     for a, duration in zip(questions.order_by("position"), durations, strict=False):
-        flow.assignment_served(assignment=a, now=clock)
+        flow.question_served(participant=p, now=clock)
         clock += timedelta(seconds=float(duration))
         if a.is_attention_check:
             rank = a.attention_rank % k + 1 if careless else a.attention_rank

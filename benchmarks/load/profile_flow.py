@@ -14,13 +14,16 @@ budget the load targets divide: at 200 participants answering every 2 s, pages a
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import re
 import statistics
 import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
+from urllib.parse import urlencode
 
 from benchmarks.load.run import DEFAULT_DATABASE_URL
 from benchmarks.load.server import server_environment
@@ -44,6 +47,17 @@ def main() -> None:
         action="store_false",
         help="answer as a plain form (POST, redirect, page) instead of as the page's script",
     )
+    parser.add_argument(
+        "--cprofile",
+        metavar="ENDPOINT",
+        help="profile the calls of one endpoint (e.g. 'answer (JSON)') and print where the "
+        "time goes",
+    )
+    parser.add_argument(
+        "--sql", metavar="ENDPOINT", help="print the SQL of one endpoint's last call"
+    )
+    parser.add_argument("--sort", default="tottime", choices=("tottime", "cumulative"))
+    parser.add_argument("--top", type=int, default=25, help="functions --cprofile prints")
     args = parser.parse_args()
     os.environ.update(server_environment(database_url=args.database_url, workdir=args.workdir))
     import django
@@ -56,6 +70,8 @@ def main() -> None:
     times: dict[str, list[float]] = defaultdict(list)
     cpu: dict[str, list[float]] = defaultdict(list)
     queries: dict[str, list[int]] = defaultdict(list)
+    statements: list[str] = []  # --sql's
+    profiler = cProfile.Profile() if args.cprofile else None
 
     def call(
         client: Client,
@@ -67,12 +83,22 @@ def main() -> None:
         json: bool = False,
     ):
         headers = {"HTTP_ACCEPT": "application/json"} if json else {}
+        if json:  # as survey.js posts: URL-encoded (URLSearchParams), not multipart
+            data = urlencode(data or {}, doseq=True)
+            headers["content_type"] = "application/x-www-form-urlencoded"
         with CaptureQueriesContext(connection) as captured:
+            profiling = profiler is not None and label == args.cprofile
+            if profiling:
+                profiler.enable()
             start, start_cpu = time.perf_counter(), time.process_time()
             response = getattr(client, method)(path, data or {}, **headers)
+            if profiling:
+                profiler.disable()
             times[label].append((time.perf_counter() - start) * 1000)
             cpu[label].append((time.process_time() - start_cpu) * 1000)
         queries[label].append(len(captured.captured_queries))
+        if label == args.sql:
+            statements[:] = [q["sql"] for q in captured.captured_queries]
         return response
 
     base = f"/s/{args.slug}/"
@@ -108,6 +134,8 @@ def main() -> None:
                 confidence = scale[told["label"]] if told else "3"
                 token = shown["token"]
             fields = {"question": token, "selected": [photo], "confidence": confidence}
+            # The efficiency baseline (benchmarks/load/minimal.py) once per answer, same client.
+            call(client, "minimal answer", "post", f"/__load/{args.slug}/minimal-answer/")
             if args.javascript:
                 reply = call(client, "answer (JSON)", "post", path, fields, json=True).json()
                 path, shown = reply["next"], reply["question"]
@@ -132,6 +160,24 @@ def main() -> None:
             f"  {label:18s} {len(values):5d} {statistics.median(values):7.1f} {p90:7.1f} "
             f"{statistics.median(cpu[label]):7.1f} {statistics.median(queries[label]):8.0f}"
         )
+    answers = len(cpu.get("answer (JSON)", cpu.get("answer POST", [])))
+    flow = sum(sum(values) for label, values in cpu.items() if label != "minimal answer")
+    if answers and cpu["minimal answer"]:
+        per_question, minimal = flow / answers, statistics.mean(cpu["minimal answer"])
+        print(
+            f"  CPU per question, every page included: {per_question:.2f} ms; minimal answer "
+            f"view {minimal:.2f} ms; ratio {per_question / minimal:.2f} (in process: no HTTP, "
+            "no gunicorn — the load run's --efficiency measures the served figure)"
+        )
+    if args.sql:
+        print(f"\nthe SQL of the last {args.sql!r}:")
+        for number, sql in enumerate(statements, start=1):
+            print(f"  {number}. {sql[:400]}")
+    if profiler is not None:
+        print(
+            f"\nwhere the time of {args.cprofile!r} goes (sorted by {args.sort}, top {args.top}):"
+        )
+        pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
 
 
 if __name__ == "__main__":

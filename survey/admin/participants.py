@@ -4,6 +4,7 @@ answers, page visits and refused requests, and the audit log.
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -237,7 +238,7 @@ class AssignmentAdmin(ReadOnlyAdmin):
         "is_attention_check",
         "attention_rank",
         "attention_confidence",
-        "served_at",
+        "shown_at",
         "answered",
     ]
     list_filter = ["participant__study", "is_attention_check", "match_set__method"]
@@ -247,6 +248,16 @@ class AssignmentAdmin(ReadOnlyAdmin):
     @admin.display(description="answered", boolean=True)
     def answered(self, obj: Assignment) -> bool:
         return hasattr(obj, "response")
+
+    @admin.display(description="shown at")
+    def shown_at(self, obj: Assignment) -> datetime | None:
+        """The answer's served_at; the participant's while it is their current question."""
+        if hasattr(obj, "response"):
+            return obj.response.served_at
+        p = obj.participant
+        if p.step == Participant.Step.QUESTIONS and p.current_position == obj.position:
+            return p.current_served_at
+        return None
 
 
 @admin.register(Response)

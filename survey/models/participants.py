@@ -112,6 +112,12 @@ class Participant(models.Model):
         default=0,
         help_text="Questions assigned, attention checks included (0 until they are assigned).",
     )
+    current_served_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the current question was first shown (empty: not shown yet); its "
+        "answer keeps this time as its served_at.",
+    )
     attention_failures = models.PositiveSmallIntegerField(default=0)
     completion_code = models.CharField(max_length=32, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
@@ -178,7 +184,9 @@ class Assignment(models.Model):
     candidate_order = models.JSONField(
         default=list, blank=True, help_text="Candidate ranks in the order shown (photo 1 first)."
     )
-    served_at = models.DateTimeField(null=True, blank=True)
+    # When it was shown: Response.served_at once answered, Participant.current_served_at while
+    # it is the participant's current question (kept on the participant row, which the answer
+    # updates anyway: showing the next question with an answer writes nothing more).
 
     class Meta:
         ordering = ["participant", "position"]

@@ -39,12 +39,12 @@ from survey.services.refusals import (
     refusal_log,
 )
 from survey.services.steps import (
-    assignment_served,
     page_visit_record,
     participant_consent,
     participant_demographics_save,
     participant_finish,
     participant_start_questions,
+    question_served,
 )
 from survey.services.studies import study_check_ready, study_set_status
 from survey.services.timeouts import (
@@ -74,7 +74,6 @@ __all__ = [
     "StudyUnavailable",
     "TimedOut",
     "answer_validate",
-    "assignment_served",
     "page_visit_record",
     "participant_consent",
     "participant_demographics_save",
@@ -85,6 +84,7 @@ __all__ = [
     "participant_time_out_if_due",
     "participants_time_out",
     "photos_invalid",
+    "question_served",
     "refusal_log",
     "response_record",
     "study_check_ready",

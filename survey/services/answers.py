@@ -3,11 +3,11 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q
 from django.utils import timezone
 
 from survey.faces import candidate_faces
 from survey.models import Assignment, Participant, Response
+from survey.questions import question_with_token, questions_at, questions_forget
 from survey.services.locks import locked_participant, participant_transaction
 from survey.services.refusals import (
     AnswerRefused,
@@ -62,6 +62,7 @@ ANSWER_CHANGES = [
     "completion_code",
     "finished_at",
     "current_position",
+    "current_served_at",
 ]
 
 
@@ -83,12 +84,14 @@ def response_record(
     none_selected: bool,
     confidence: int,
     now: datetime | None = None,
+    shown_next: bool = False,
 ) -> AnswerResult:
     """Store the answer to the participant's current question; the first answer stands.
 
     ``selected_photos`` are the photo numbers the participant saw (1 = first on the page);
     they are mapped to the recognizer's ranks here, with the question's stored display order,
-    so nothing a participant posts or reads names a rank."""
+    so nothing a participant posts or reads names a rank. ``shown_next``: the reply shows the
+    next question at once (the page's script), so it is served now, in the same UPDATE."""
     try:
         return _response_record(
             participant=participant,
@@ -97,6 +100,7 @@ def response_record(
             none_selected=none_selected,
             confidence=confidence,
             now=now,
+            shown_next=shown_next,
         )
     except FlowError as error:
         refusal_log(error=error, study=participant.study, participant=participant)
@@ -112,6 +116,7 @@ def _response_record(
     none_selected: bool,
     confidence: int,
     now: datetime | None,
+    shown_next: bool,
 ) -> AnswerResult:
     p = locked_participant(participant)
     token = str(question.token if isinstance(question, Assignment) else question)
@@ -136,24 +141,24 @@ def _response_record(
     response = _response_create(
         p, assignment, ranks=ranks, none_selected=none_selected, confidence=confidence, now=now
     )
-    _participant_advance(p, assignment, attention_passed=response.attention_passed, now=now)
+    _participant_advance(
+        p, assignment, attention_passed=response.attention_passed, now=now, shown_next=shown_next
+    )
+    if p.step != Participant.Step.QUESTIONS:
+        questions_forget(p)
     return AnswerResult(response=response, created=True, participant=p, questions=questions)
 
 
 def _questions_of(participant: Participant, token: str) -> dict[int, Assignment]:
     """By position, with their match sets: the question with this token if it is the
     participant's, and the two after their current one (what the reply shows next and
-    preloads). One query of a few rows."""
+    preloads). From the questions this process keeps (survey.questions): no query but the
+    first of the participant in the process."""
     after = participant.current_position
-    rows = (
-        Assignment.objects.filter(participant_id=participant.pk)
-        .filter(Q(token=token) | Q(position__in=(after + 1, after + 2)))
-        .select_related("match_set")
-        .order_by()
-    )
-    questions = {a.position: a for a in rows}
-    for a in questions.values():
-        a.question_total = participant.question_count
+    questions = questions_at(participant, after + 1, after + 2)
+    answered = question_with_token(participant, token)
+    if answered is not None:
+        questions[answered.position] = answered
     return questions
 
 
@@ -191,7 +196,7 @@ def _response_create(
     now: datetime,
 ) -> Response:
     """Store the answer (as the recognizer's ranks), scored against the match set's truth."""
-    served_at = assignment.served_at or now
+    served_at = p.current_served_at or now  # the current question's (_answer_allowed)
     (faces,) = candidate_faces(assignment.match_set)
     true_ranks = {face.rank for face in faces if face.is_true}
     attention_passed = None
@@ -214,11 +219,17 @@ def _response_create(
 
 
 def _participant_advance(
-    p: Participant, assignment: Assignment, *, attention_passed: bool | None, now: datetime
+    p: Participant,
+    assignment: Assignment,
+    *,
+    attention_passed: bool | None,
+    now: datetime,
+    shown_next: bool,
 ) -> None:
-    """Move the participant on after an answer: to the next question, to the debrief, or out
-    after one failed attention check too many."""
+    """Move the participant on after an answer: to the next question (served now when the
+    reply shows it), to the debrief, or out after one failed attention check too many."""
     study = p.study
+    p.current_served_at = None
     if attention_passed is False:
         p.attention_failures += 1
     if p.attention_failures > study.attention_failures_allowed:
@@ -230,4 +241,5 @@ def _participant_advance(
         p.step = Participant.Step.DEBRIEF
     else:
         p.current_position = assignment.position + 1
+        p.current_served_at = now if shown_next else None
     p.save(update_fields=ANSWER_CHANGES)

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
-from django.db import models, transaction
+from django.db import transaction
 
 from survey.models import Participant, Study
+from survey.studies import study_of
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -56,20 +57,46 @@ def participant_transaction(func: Callable[P, R]) -> Callable[P, R]:
 def locked_participant(participant: Participant) -> Participant:
     """Lock the participant's row for this transaction.
 
-    Only that row (`of=self`: a plain FOR UPDATE over the join would lock the study row too and
-    serialise every participant behind it), and FOR NO KEY UPDATE, which rows that merely refer
-    to the participant (visits, responses, logs) do not wait for. A participant this
-    transaction already read under its lock (`participant_lock_note`) is returned as it is.
+    See `participant_locked`. A participant this transaction already read under its lock
+    (`participant_lock_note`) is returned as it is.
     """
     held = getattr(participant, LOCKED_BY, None)
     if held is not None and held is _outermost_atomic():
         return participant
-    return participant_locked_query().get(pk=participant.pk)
+    found = participant_locked(participant.pk)
+    if found is None:
+        raise Participant.DoesNotExist(f"participant {participant.pk} is gone")
+    return found
 
 
-def participant_locked_query() -> "models.QuerySet[Participant]":
-    """Participants with their study, read under the participant row's lock."""
-    return Participant.objects.select_for_update(of=("self",), no_key=True).select_related("study")
+def participant_lock_take(participant: Participant) -> None:
+    """Take the participant's row lock for this transaction without reading the row again
+    (see `participant_locked` for which lock)."""
+    held = getattr(participant, LOCKED_BY, None)
+    if held is not None and held is _outermost_atomic():
+        return
+    list(
+        Participant.objects.select_for_update(of=("self",), no_key=True)
+        .filter(pk=participant.pk)
+        .values_list("pk", flat=True)
+    )
+
+
+def participant_locked(participant_id: int) -> Participant | None:
+    """The participant read under its row lock, with its study (survey.studies: the study kept
+    by this process, not read again per request); None when there is none.
+
+    Only that row (`of=self`: should a join ever come back, a plain FOR UPDATE would lock the
+    study row too and serialise every participant behind it), and FOR NO KEY UPDATE, which
+    rows that merely refer to the participant (visits, responses, logs) do not wait for."""
+    found = (
+        Participant.objects.select_for_update(of=("self",), no_key=True)
+        .filter(pk=participant_id)
+        .first()
+    )
+    if found is not None:
+        found.study = study_of(found.study_id)
+    return found
 
 
 def locked_study(study_id: int) -> Study:

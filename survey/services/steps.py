@@ -9,19 +9,25 @@ from django.utils import timezone
 
 from survey.assignment import DesignError
 from survey.models import Assignment, MatchSet, PageVisit, Participant, Study
-from survey.services.locks import locked_participant, participant_transaction
+from survey.services.locks import (
+    locked_participant,
+    participant_lock_take,
+    participant_transaction,
+)
 from survey.services.refusals import InvalidAnswer, StudyUnavailable
 from survey.services.slots import slot_claim
 
 
 @participant_transaction
 def page_visit_record(*, participant: Participant, page: str, now: datetime | None = None) -> None:
-    """Store when a page was first served (later loads keep the first time)."""
-    if PageVisit.objects.filter(participant=participant, page=page).exists():
-        return
+    """Store when a page was first served (later loads keep the first time).
+
+    No read first: a page is loaded once far more often than again, so the insert is tried
+    at once (a reload's conflict inserts nothing)."""
     # Take the participant's lock first, like every other write: inserting a visit while a
-    # second tab holds that lock and inserts the same visit would otherwise deadlock.
-    locked_participant(participant)
+    # second tab holds that lock and inserts the same visit would otherwise deadlock. The lock
+    # only: the row is not needed here.
+    participant_lock_take(participant)
     # One INSERT … ON CONFLICT DO NOTHING: a visit stored meanwhile (a second tab) keeps its
     # first time, without get_or_create's read, savepoint and release.
     PageVisit.objects.bulk_create(
@@ -31,11 +37,19 @@ def page_visit_record(*, participant: Participant, page: str, now: datetime | No
 
 
 def _page_submitted(participant: Participant, page: str, now: datetime) -> None:
-    visit, _ = PageVisit.objects.get_or_create(
-        participant=participant, page=page, defaults={"served_at": now}
+    """Store when a page was first submitted, under the participant's lock (the caller's).
+
+    One UPDATE when its visit is stored (the page was served first, as it almost always is);
+    a page submitted without one (a form posted from elsewhere) is stored as served then."""
+    visits = PageVisit.objects.filter(participant=participant, page=page)
+    if visits.filter(submitted_at__isnull=True).update(submitted_at=now):
+        return
+    # None unsubmitted: either submitted before (the conflict keeps the first times) or
+    # never served.
+    PageVisit.objects.bulk_create(
+        [PageVisit(participant=participant, page=page, served_at=now, submitted_at=now)],
+        ignore_conflicts=True,
     )
-    if visit.submitted_at is None:
-        PageVisit.objects.filter(pk=visit.pk, submitted_at__isnull=True).update(submitted_at=now)
 
 
 @participant_transaction
@@ -147,19 +161,23 @@ def _questions_plan(p: Participant, rng: random.Random) -> list[Assignment]:
     return rows
 
 
-def assignment_served(*, assignment: Assignment, now: datetime | None = None) -> None:
-    """Remember when a question was first shown (a reload keeps the first time)."""
-    if assignment.served_at is None:
-        now = now or timezone.now()
-        updated = Assignment.objects.filter(pk=assignment.pk, served_at__isnull=True).update(
-            served_at=now
-        )
-        if updated:
-            assignment.served_at = now
-        else:  # another request (a second tab) was first: its time stands
-            assignment.served_at = Assignment.objects.values_list("served_at", flat=True).get(
-                pk=assignment.pk
-            )
+def question_served(*, participant: Participant, now: datetime | None = None) -> None:
+    """Remember when the participant's current question was first shown (a reload keeps the
+    first time; an answer shown with the next question sets it itself, survey.services.answers).
+    """
+    if participant.current_served_at is not None or participant.step != Participant.Step.QUESTIONS:
+        return
+    now = now or timezone.now()
+    # Only while it is still that question and unmarked: another request (a second tab, an
+    # answer) that was first keeps its time.
+    updated = Participant.objects.filter(
+        pk=participant.pk,
+        step=Participant.Step.QUESTIONS,
+        current_position=participant.current_position,
+        current_served_at__isnull=True,
+    ).update(current_served_at=now)
+    if updated:
+        participant.current_served_at = now
 
 
 @participant_transaction

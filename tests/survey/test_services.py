@@ -251,14 +251,15 @@ def test_fast_answers_are_flagged_not_rejected():
 
     study = study_with_match_sets(per_method=5, speeder_seconds=2.0)
     p = at_questions(study)
-    a = current(p)
-    services.assignment_served(assignment=a)
-    result = answer_current(p, now=a.served_at + timedelta(seconds=0.5))
+    services.question_served(participant=p)
+    result = answer_current(p, now=p.current_served_at + timedelta(seconds=0.5))
     assert result.created
     assert result.response.is_fast
-    slow_a = current(result.participant)
-    services.assignment_served(assignment=slow_a)
-    slow = answer_current(result.participant, now=slow_a.served_at + timedelta(seconds=9))
+    assert result.response.served_at == p.current_served_at
+    shown = result.participant
+    assert shown.current_served_at is None  # the next question: not shown yet
+    services.question_served(participant=shown)
+    slow = answer_current(shown, now=shown.current_served_at + timedelta(seconds=9))
     assert not slow.response.is_fast
     assert slow.response.duration_seconds == pytest.approx(9)
 

@@ -320,7 +320,7 @@ def test_question_page_and_answer_keep_to_their_query_budget(
     p.refresh_from_db()
     # The participant with its study (no session row: survey.browser); this question and the
     # next with the question count; the candidates of the next one, which this process has
-    # not seen yet (survey.faces); served_at.
+    # not seen yet (survey.faces); when it was shown (on the participant row).
     with django_assert_max_num_queries(4):
         page = client.get(url("question", study, position=2))
     assert page.status_code == 200
@@ -336,12 +336,13 @@ def test_question_page_and_answer_keep_to_their_query_budget(
         answered = client.post(url("question", study, position=2), payload)
     assert answered["Location"] == url("question", study, position=3)
     assert Response.objects.filter(participant=p).count() == 2
-    # The page's script: the answer's 4, then the next question (and its successor, for
-    # preloading) from the questions already read: their candidates (1, not seen yet) and
-    # served_at (1) — one request, 6 statements (8 here), against 11 in two requests before.
+    # The page's script: the answer's 4 (its update also marks the next question shown), then
+    # the next question (and its successor, for preloading) from the questions already read:
+    # their candidates (1, not seen yet) — one request, 5 statements (7 here), against 11 in
+    # two requests before.
     p.refresh_from_db()
     payload = answer_payload(p)
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(7):
         answered = client.post(url("question", study, position=3), payload, **JSON)
     assert answered.status_code == 200
     assert answered.json()["question"]["number"] == 4
@@ -363,7 +364,10 @@ def test_script_answer_gets_the_next_question_as_the_page_would_show_it():
     assert data["notice"] == ""
     shown = data["question"]
     second = Assignment.objects.select_related("match_set").get(participant=p, position=2)
-    assert second.served_at is not None
+    p.refresh_from_db()
+    shown_at = p.current_served_at
+    assert p.current_position == 2
+    assert shown_at is not None
     assert shown["number"] == 2
     assert shown["total"] == study.question_count
     assert shown["token"] == str(second.token)
@@ -386,7 +390,8 @@ def test_script_answer_gets_the_next_question_as_the_page_would_show_it():
     page = client.get(url("question", study, position=2)).content.decode()
     assert f'value="{second.token}"' in page
     assert all(f'src="{c["url"]}"' in page for c in shown["candidates"])
-    assert Assignment.objects.get(pk=second.pk).served_at == second.served_at
+    p.refresh_from_db()
+    assert p.current_served_at == shown_at
 
 
 def test_script_answers_through_the_last_question_then_goes_to_the_debrief():
