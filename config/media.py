@@ -19,11 +19,13 @@ from django.core.files.storage import FileSystemStorage, default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponseBase
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils.functional import cached_property
 
 # The one public folder of MEDIA_ROOT: survey.models.image_upload_to writes there.
 PUBLIC_MEDIA_DIR = "studies"
 # Shown in the page; anything else (weights, archives, SVG with its scripts) is downloaded.
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
+PUBLIC_URLS_KEPT = 100_000
 
 
 def media_is_public(name: str) -> bool:
@@ -36,9 +38,30 @@ class MediaStorage(FileSystemStorage):
     else through the staff-only `staff_media` view."""
 
     def url(self, name: str | None) -> str:
-        if name is None or media_is_public(name):
+        if name is None:
             return super().url(name)
+        # A study image's URL depends on its name and MEDIA_URL only: made once per name (a
+        # question shows a dozen, ~100 questions a second at load). Bounded: a process serves
+        # the images of a few studies.
+        known = self._public_urls.get(name)
+        if known is not None:
+            return known
+        if media_is_public(name):
+            url = super().url(name)
+            if len(self._public_urls) >= PUBLIC_URLS_KEPT:
+                self._public_urls.clear()
+            self._public_urls[name] = url
+            return url
         return reverse("staff_media", kwargs={"name": name})
+
+    @cached_property
+    def _public_urls(self) -> dict[str, str]:
+        return {}
+
+    def _clear_cached_properties(self, setting: str, **kwargs: object) -> None:
+        super()._clear_cached_properties(setting, **kwargs)
+        if setting == "MEDIA_URL":  # the URLs made so far were under the old one
+            self.__dict__.pop("_public_urls", None)
 
 
 def _checked_name(name: str) -> str:

@@ -72,7 +72,7 @@ def browser_participant(
     if lock:
         found = participant_locked(participant_id)
     else:
-        found = Participant.objects.filter(pk=participant_id).first()
+        found = next(iter(Participant.objects.filter(pk=participant_id).order_by()[:1]), None)
         if found is not None:
             found.study = study_of(found.study_id)
     if found is None or found.study.slug != slug:

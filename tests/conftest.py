@@ -33,10 +33,12 @@ def _per_process_stores_empty() -> None:
     """Each test starts with nothing kept by the process (survey.studies, survey.questions):
     rows a rolled-back test left behind can come back under the same ids."""
     from survey.questions import questions_clear
+    from survey.services.timeouts import arrival_marking_forget
     from survey.studies import studies_forget
 
     studies_forget()
     questions_clear()
+    arrival_marking_forget()
 
 
 @pytest.fixture

@@ -242,4 +242,7 @@ def _participant_advance(
     else:
         p.current_position = assignment.position + 1
         p.current_served_at = now if shown_next else None
-    p.save(update_fields=ANSWER_CHANGES)
+    # An UPDATE of these columns (save(update_fields=…) would do the same, with more work).
+    Participant.objects.filter(pk=p.pk).update(
+        **{field: getattr(p, field) for field in ANSWER_CHANGES}
+    )

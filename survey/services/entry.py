@@ -10,7 +10,11 @@ from django.utils import timezone
 from survey.models import Participant, Study, pseudonymise
 from survey.services.locks import locked_study
 from survey.services.refusals import EntryRefused, StudyUnavailable
-from survey.services.timeouts import overdue_time_out, participant_time_out_if_due
+from survey.services.timeouts import (
+    overdue_time_out,
+    overdue_time_out_now_and_then,
+    participant_time_out_if_due,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -149,8 +153,8 @@ def _participant_admit(
         _place_check(study, timezone.now())
     else:
         # Abandoned participations are marked as they are noticed (the place check does it
-        # above); those another request holds are left to it.
-        overdue_time_out(study, timezone.now(), skip_locked=True)
+        # above), here now and then; those another request holds are left to it.
+        overdue_time_out_now_and_then(study, timezone.now())
     session_users = Participant.objects.filter(study=study, session_id=session)
     if session_users.exclude(pseudonym=pseudonym).exists():
         # A Prolific session belongs to one person: a second PID with it is tampering. (The

@@ -69,19 +69,6 @@ def locked_participant(participant: Participant) -> Participant:
     return found
 
 
-def participant_lock_take(participant: Participant) -> None:
-    """Take the participant's row lock for this transaction without reading the row again
-    (see `participant_locked` for which lock)."""
-    held = getattr(participant, LOCKED_BY, None)
-    if held is not None and held is _outermost_atomic():
-        return
-    list(
-        Participant.objects.select_for_update(of=("self",), no_key=True)
-        .filter(pk=participant.pk)
-        .values_list("pk", flat=True)
-    )
-
-
 def participant_locked(participant_id: int) -> Participant | None:
     """The participant read under its row lock, with its study (survey.studies: the study kept
     by this process, not read again per request); None when there is none.
@@ -89,11 +76,13 @@ def participant_locked(participant_id: int) -> Participant | None:
     Only that row (`of=self`: should a join ever come back, a plain FOR UPDATE would lock the
     study row too and serialise every participant behind it), and FOR NO KEY UPDATE, which
     rows that merely refer to the participant (visits, responses, logs) do not wait for."""
-    found = (
+    # Unordered, at most one row: first() would add an ORDER BY for nothing.
+    rows = (
         Participant.objects.select_for_update(of=("self",), no_key=True)
         .filter(pk=participant_id)
-        .first()
+        .order_by()[:1]
     )
+    found = next(iter(rows), None)
     if found is not None:
         found.study = study_of(found.study_id)
     return found

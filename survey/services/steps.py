@@ -9,27 +9,20 @@ from django.utils import timezone
 
 from survey.assignment import DesignError
 from survey.models import Assignment, MatchSet, PageVisit, Participant, Study
-from survey.services.locks import (
-    locked_participant,
-    participant_lock_take,
-    participant_transaction,
-)
+from survey.services.locks import locked_participant, participant_transaction
 from survey.services.refusals import InvalidAnswer, StudyUnavailable
 from survey.services.slots import slot_claim
 
 
-@participant_transaction
 def page_visit_record(*, participant: Participant, page: str, now: datetime | None = None) -> None:
-    """Store when a page was first served (later loads keep the first time).
+    """Store when a page was first served (later loads keep the first time): one statement.
 
-    No read first: a page is loaded once far more often than again, so the insert is tried
-    at once (a reload's conflict inserts nothing)."""
-    # Take the participant's lock first, like every other write: inserting a visit while a
-    # second tab holds that lock and inserts the same visit would otherwise deadlock. The lock
-    # only: the row is not needed here.
-    participant_lock_take(participant)
-    # One INSERT … ON CONFLICT DO NOTHING: a visit stored meanwhile (a second tab) keeps its
-    # first time, without get_or_create's read, savepoint and release.
+    One INSERT … ON CONFLICT DO NOTHING, on its own (a transaction of one statement), without
+    the participant's lock: a visit stored meanwhile (a reload, a second tab, the page's own
+    submission under the lock) makes it insert nothing and keeps the first time. It holds no
+    lock another request waits for while it waits itself (the participant row's key share,
+    which FOR NO KEY UPDATE does not block), so it cannot deadlock with the participant's
+    writes."""
     PageVisit.objects.bulk_create(
         [PageVisit(participant=participant, page=page, served_at=now or timezone.now())],
         ignore_conflicts=True,

@@ -1,5 +1,6 @@
 """Time limits: a participant whose study's maximum minutes since entry have passed times out."""
 
+import time
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -61,6 +62,30 @@ def _time_out_changes(study: Study) -> dict[str, object]:
         "step": Participant.Step.DONE,
         "finished_at": F("entered_at") + timedelta(minutes=study.maximum_minutes),
     }
+
+
+# Arrivals mark a study's overdue participants at most this often per process: the marking
+# is a scan of the study's active participants, and nothing waits on it — a place, a slot
+# and a re-entry flag already count a participant whose time is up as gone, marked or not
+# (ParticipantQuerySet.counted_for_balance, .released), and their own next request marks them.
+ARRIVAL_MARKING_SECONDS = 30.0
+_marked_at: dict[int, float] = {}  # study pk -> time.monotonic() of this process's last marking
+
+
+def overdue_time_out_now_and_then(study: Study, now: datetime) -> int:
+    """`overdue_time_out` for an arrival (``skip_locked``), at most once per
+    `ARRIVAL_MARKING_SECONDS` per study in this process; 0 when it is not time yet."""
+    clock = time.monotonic()
+    last = _marked_at.get(study.pk)
+    if last is not None and clock - last < ARRIVAL_MARKING_SECONDS:
+        return 0
+    _marked_at[study.pk] = clock
+    return overdue_time_out(study, now, skip_locked=True)
+
+
+def arrival_marking_forget() -> None:
+    """Let the next arrival mark overdue participants whenever it comes (tests)."""
+    _marked_at.clear()
 
 
 def overdue_time_out(study: Study, now: datetime, *, skip_locked: bool = False) -> int:

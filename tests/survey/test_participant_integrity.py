@@ -18,6 +18,7 @@ from survey.exports import responses_long
 from survey.models import Participant, RefusedRequest, Response, Study
 from survey.ratelimit import client_key
 from survey.services import PROLIFIC_ID_RE, REENTRY_SAME_BROWSER, REENTRY_SAME_NETWORK
+from survey.services.timeouts import arrival_marking_forget
 from tests.factories import STUDY_ID, StudyFactory, prolific_id, study_with_match_sets
 from tests.survey.helpers import answer_current, at_questions, entered
 from tests.survey.http_helpers import JSON, answer_payload, url
@@ -158,13 +159,38 @@ def test_balance_ignores_participants_whose_time_is_up():
     assert all(ms.answered_by == 0 for ms in match_sets_with_counts(study))
     assert not Participant.objects.counted_for_balance().exists()
     second = at_questions(study, pid="PIDSECOND1")
-    # The first's assignment slot, freed by the time limit, is the one claimed next.
+    # The first's assignment slot, freed by the time limit, is the one claimed next, though
+    # the first is not marked yet: arrivals mark overdue participants at most every
+    # ARRIVAL_MARKING_SECONDS per process, and the first's own arrival just did.
     theirs = second.assignments.filter(is_attention_check=False).values_list("match_set", flat=True)
     assert set(theirs) == mine
     first.refresh_from_db()
-    assert first.status == Status.TIMED_OUT  # marked at the second's arrival
-    assert second.status == Status.ACTIVE
+    assert first.status == Status.ACTIVE
     assert list(Participant.objects.counted_for_balance()) == [second]
+    arrival_marking_forget()  # as when that time has passed
+    entered(study, pid="PIDTHIRD01")
+    first.refresh_from_db()
+    assert first.status == Status.TIMED_OUT  # marked at the third's arrival
+    second.refresh_from_db()
+    assert second.status == Status.ACTIVE
+
+
+def test_arrivals_mark_overdue_participants_now_and_then(django_assert_max_num_queries):
+    """The marking is a scan of the study's active participants: one arrival in
+    ARRIVAL_MARKING_SECONDS per process does it, the others skip it."""
+    study = study_with_match_sets(per_method=5)
+    gone = entered(study, pid="PIDGONE001")  # marks (nobody yet), then not again for a while
+    out_of_time(gone)
+    with django_assert_max_num_queries(7) as skipped:
+        entered(study, pid="PIDNEXT001")
+    gone.refresh_from_db()
+    assert gone.status == Status.ACTIVE
+    arrival_marking_forget()
+    with django_assert_max_num_queries(9) as marking:
+        entered(study, pid="PIDLATE001")
+    gone.refresh_from_db()
+    assert gone.status == Status.TIMED_OUT
+    assert len(marking) > len(skipped)
 
 
 def test_a_timed_out_participants_answer_is_refused_and_stores_nothing():
@@ -269,6 +295,7 @@ def test_reentry_from_the_same_network_in_a_new_browser_is_flagged(ending):
         assert p.status == Status.FAILED_ATTENTION
     else:
         out_of_time(p)
+        arrival_marking_forget()  # arrivals mark overdue participants now and then: now
     Client(REMOTE_ADDR="198.51.100.7").get(url("entry", study), link("B"))
     Client(REMOTE_ADDR="203.0.113.9").get(url("entry", study), link("C"))
     flags = dict(Participant.objects.values_list("prolific_pid", "integrity_flags"))
