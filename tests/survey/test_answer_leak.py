@@ -30,6 +30,8 @@ from tests.factories import StudyFactory, synthetic_jpeg
 pytestmark = pytest.mark.django_db
 
 PARTICIPANTS = 10  # × 22 questions: 220 served questions
+SIGNIFICANCE = 6e-6  # per check; 7 checks, so a correct server fails ≈ 1 run in 25,000
+CEILING_Z = stats.norm.isf(SIGNIFICANCE)  # ≈ 4.4 standard errors above chance
 JSON = {"HTTP_ACCEPT": "application/json", "HTTP_X_REQUESTED_WITH": "fetch"}
 FORBIDDEN_WORDS = ("rank", "score", "true", "truth", "correct", "identity", "target")
 CHECKBOX_RE = re.compile(r'<input type="checkbox" id="cand-(\d+)" name="selected" value="([^"]*)"')
@@ -219,8 +221,11 @@ def test_nothing_served_reveals_which_photo_is_the_recognizers_top_match(capsys)
         assert not [w for w in ("rank", "score", "is_true", "truth") if w in form.lower()]
 
     # Where the top match is shown, and where it is listed among the prefetched images, is
-    # uniform over the K positions (chi-squared, at a level that a correct server fails once
-    # in a thousand runs).
+    # uniform over the K positions (chi-squared). The levels of this test's 7 checks are set so
+    # that a correct server fails the whole test about once in 25,000 runs (the suite runs it 3
+    # times per CI run), while a real leak still fails at once: a server that showed the top
+    # match first in 40 % of questions (chance: 20 %) fails the cue check below in ≈ 99 % of
+    # runs, one that always did in all.
     shown = [q.rank_one_photo for q in served]
     prefetched = [
         [url for url in q.previous_preload if url in q.urls].index(q.rank_one_url) + 1
@@ -229,7 +234,7 @@ def test_nothing_served_reveals_which_photo_is_the_recognizers_top_match(capsys)
     ]
     for positions in (shown, prefetched):
         counts = [positions.count(n) for n in range(1, k + 1)]
-        assert stats.chisquare(counts).pvalue > 0.001, counts
+        assert stats.chisquare(counts).pvalue > SIGNIFICANCE, counts
 
     # A participant who reads only the page finds the top match no more often than chance.
     outcomes = {}
@@ -248,8 +253,8 @@ def test_nothing_served_reveals_which_photo_is_the_recognizers_top_match(capsys)
     for name, hits in outcomes.items():
         n = len(hits)
         assert n >= 200
-        # One-sided, about one failure in 2,000 runs of a correct server.
-        ceiling = 1 / k + 3.3 * math.sqrt((1 / k) * (1 - 1 / k) / n)
+        # One-sided at the same level (the normal approximation: n ≥ 200, n/K ≥ 40).
+        ceiling = 1 / k + CEILING_Z * math.sqrt((1 / k) * (1 - 1 / k) / n)
         lines.append(f"  {name}: {sum(hits)}/{n} = {sum(hits) / n:.3f}")
         assert sum(hits) / n <= ceiling, lines[-1]
     with capsys.disabled():
