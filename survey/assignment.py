@@ -19,6 +19,7 @@ Two designs, chosen from the match sets themselves:
 import hashlib
 import random
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.db.models import Count, Q
@@ -123,9 +124,9 @@ def _pooled_choice(study: Study, match_sets: list[MatchSet], rng: random.Random)
     return chosen
 
 
-def design_fingerprint(match_sets: list[MatchSet]) -> str:
-    """Which match sets a plan was decided over: plans of another set are not used."""
-    ids = ",".join(str(pk) for pk in sorted(ms.pk for ms in match_sets))
+def design_fingerprint(match_set_ids: Iterable[int]) -> str:
+    """Which match sets (by id) a plan was decided over: plans of another set are not used."""
+    ids = ",".join(str(pk) for pk in sorted(match_set_ids))
     return hashlib.sha256(ids.encode()).hexdigest()[:16]
 
 

@@ -1,6 +1,10 @@
 """The participant's path through a study, as an explicit ordered list of steps."""
 
-from django.urls import reverse
+from functools import lru_cache
+
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.urls import get_script_prefix, reverse
 
 from survey.models import Participant
 
@@ -29,14 +33,33 @@ def step_url(participant: Participant) -> str:
     slug = participant.study.slug
     if participant.step == Step.QUESTIONS:
         return question_url(slug, participant.current_position)
-    return reverse(URL_NAMES[participant.step], kwargs={"slug": slug})
+    return _reversed(get_script_prefix(), URL_NAMES[participant.step], slug)
 
 
 def question_url(slug: str, position: int, total: int | None = None) -> str:
     """The URL of question ``position``; with ``total``, past the last question the debrief's."""
     if total is not None and position > total:
-        return reverse(URL_NAMES[Step.DEBRIEF], kwargs={"slug": slug})
-    return reverse("survey:question", kwargs={"slug": slug, "position": position})
+        return _reversed(get_script_prefix(), URL_NAMES[Step.DEBRIEF], slug)
+    return _reversed(get_script_prefix(), "survey:question", slug, position)
+
+
+@lru_cache(maxsize=8192)
+def _reversed(prefix: str, name: str, slug: str, position: int | None = None) -> str:
+    """A participant page's URL, made once per process: every answer names three (the reply's
+    next question, the one after it, where the participant is), and reversing each costs more
+    than the rest of the reply's URLs together. Keyed by the script prefix too, which
+    `reverse` reads from the thread."""
+    kwargs: dict[str, object] = {"slug": slug}
+    if position is not None:
+        kwargs["position"] = position
+    return reverse(name, kwargs=kwargs)
+
+
+@receiver(setting_changed, dispatch_uid="survey.flow.urls_forget")
+def _urls_forget(*, setting: str, **kwargs: object) -> None:
+    """Other URLs (a test's ROOT_URLCONF) make other participant page URLs."""
+    if setting == "ROOT_URLCONF":
+        _reversed.cache_clear()
 
 
 def progress(participant: Participant, questions: int | None = None) -> tuple[int, int]:

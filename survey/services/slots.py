@@ -37,29 +37,30 @@ def _free_slot_lock(study: Study, design: str, now: datetime) -> AssignmentSlot 
 
 
 def slot_claim(
-    *, study: Study, participant: Participant, match_sets: list[MatchSet], rng: random.Random
-) -> list[MatchSet]:
+    *, study: Study, participant: Participant, match_set_ids: list[int], rng: random.Random
+) -> list[int]:
     """Claim a slot for ``participant`` (whose row the caller's transaction holds) and return
-    its match sets. Raises survey.assignment.DesignError when none can be decided."""
-    design = design_fingerprint(match_sets)
+    the ids of its match sets, of the study's ``match_set_ids``. Raises
+    survey.assignment.DesignError when none can be decided."""
+    design = design_fingerprint(match_set_ids)
     now = timezone.now()
     slot = _free_slot_lock(study, design, now)
     if slot is None:
         locked_study(study.pk)  # one writer of new slots at a time
         slot = _free_slot_lock(study, design, now)  # another may have just added some
         if slot is None:
-            _slots_extend(study, match_sets, design, rng)
+            _slots_extend(study, match_set_ids, design, rng)
             slot = _free_slot_lock(study, design, now)
     AssignmentSlot.objects.filter(pk=slot.pk).update(participant=participant, claimed_at=now)
-    by_id = {ms.pk: ms for ms in match_sets}
-    return [by_id[pk] for pk in slot.match_sets]
+    return list(slot.match_sets)
 
 
-def _slots_extend(
-    study: Study, match_sets: list[MatchSet], design: str, rng: random.Random
-) -> None:
+def _slots_extend(study: Study, match_set_ids: list[int], design: str, rng: random.Random) -> None:
     """Decide the next `BATCH` slots, continuing from every question set decided so far;
-    the caller holds the study row's lock."""
+    the caller holds the study row's lock. The match sets themselves (method, identity) are
+    read here only: a claim needs their ids alone."""
+    # No ordering: MatchSet's default one would join the study table for nothing.
+    match_sets = list(MatchSet.objects.filter(pk__in=match_set_ids).order_by("pk"))
     counts = _decided_counts(study, design)
     for ms in match_sets:
         ms.answered_by = counts[ms.pk]

@@ -102,7 +102,7 @@ def participant_start_questions(
     if p.step != Participant.Step.INSTRUCTIONS:
         return p
     _page_submitted(p, Participant.Step.INSTRUCTIONS, timezone.now())
-    if not p.assignments.exists():
+    if not p.question_count:  # 0 until assigned, in the same transaction as the questions
         p.question_count = len(Assignment.objects.bulk_create(_questions_plan(p, rng)))
     p.step = Participant.Step.QUESTIONS
     p.current_position = 1
@@ -114,16 +114,18 @@ def _questions_plan(p: Participant, rng: random.Random) -> list[Assignment]:
     """The participant's questions from a claimed slot, shuffled, with the attention checks
     (on other match sets) at random positions after the first."""
     study = p.study
-    # No ordering: MatchSet's default one would join the study table for nothing.
-    match_sets = list(MatchSet.objects.filter(study=study).order_by("pk"))
+    # Their ids only (no model objects): the claimed slot names the chosen ones.
+    match_sets = list(
+        MatchSet.objects.filter(study=study).order_by("pk").values_list("pk", flat=True)
+    )
     try:
-        chosen = slot_claim(study=study, participant=p, match_sets=match_sets, rng=rng)
+        chosen = slot_claim(study=study, participant=p, match_set_ids=match_sets, rng=rng)
     except DesignError as error:
         raise StudyUnavailable(
             f"This study is not set up correctly ({error}). Please return it on Prolific."
         ) from error
-    chosen_ids = {ms.pk for ms in chosen}
-    spare = [ms for ms in match_sets if ms.pk not in chosen_ids] or match_sets
+    chosen_ids = set(chosen)
+    spare = [pk for pk in match_sets if pk not in chosen_ids] or match_sets
     rng.shuffle(chosen)
     total = len(chosen) + study.attention_checks
     # Attention checks never come first, so that the participant has seen a question.
@@ -134,7 +136,7 @@ def _questions_plan(p: Participant, rng: random.Random) -> list[Assignment]:
             rows.append(
                 Assignment(
                     participant=p,
-                    match_set=rng.choice(spare),
+                    match_set_id=rng.choice(spare),
                     position=position,
                     is_attention_check=True,
                     attention_rank=rng.randint(1, study.k),
@@ -146,7 +148,7 @@ def _questions_plan(p: Participant, rng: random.Random) -> list[Assignment]:
             rows.append(
                 Assignment(
                     participant=p,
-                    match_set=next(queue),
+                    match_set_id=next(queue),
                     position=position,
                     candidate_order=_candidate_order(study, rng),
                 )
