@@ -1,5 +1,6 @@
 """Participant data, read-only: participants (with the Prolific operations), their questions,
-answers, page visits and refused requests, and the audit log.
+the assignment slots they claimed them from, answers, page visits and refused requests, and the
+audit log.
 """
 
 import json
@@ -15,6 +16,7 @@ from survey import prolific
 from survey.dataprotection import actor_of
 from survey.models import (
     Assignment,
+    AssignmentSlot,
     AuditEvent,
     PageVisit,
     Participant,
@@ -258,6 +260,21 @@ class AssignmentAdmin(ReadOnlyAdmin):
         if p.step == Participant.Step.QUESTIONS and p.current_position == obj.position:
             return p.current_served_at
         return None
+
+
+@admin.register(AssignmentSlot)
+class AssignmentSlotAdmin(ReadOnlyAdmin):
+    """The question sets decided ahead (survey.models.slots), in the order they are claimed,
+    and who holds each: what the balance of match sets across participants was built from."""
+
+    list_display = ["study", "seq", "match_set_count", "participant", "claimed_at", "design"]
+    list_filter = ["study", ("participant", admin.EmptyFieldListFilter)]
+    list_select_related = ["study", "participant"]
+    search_fields = ["participant__pseudonym"]
+
+    @admin.display(description="match sets")
+    def match_set_count(self, obj: AssignmentSlot) -> int:
+        return len(obj.match_sets)
 
 
 @admin.register(Response)

@@ -8,6 +8,7 @@ from survey import services
 from survey.exports import LONG_COLUMNS
 from survey.models import (
     Assignment,
+    AssignmentSlot,
     MatchSet,
     PageVisit,
     Participant,
@@ -20,7 +21,7 @@ from tests.survey.helpers import answer_current, at_questions, entered
 
 pytestmark = pytest.mark.django_db
 
-PARTICIPANT_MODELS = [Participant, Assignment, Response, PageVisit, RefusedRequest]
+PARTICIPANT_MODELS = [Participant, Assignment, AssignmentSlot, Response, PageVisit, RefusedRequest]
 
 
 def _csv_rows(response) -> list[dict]:
@@ -227,3 +228,19 @@ def test_download_action_exports_the_selected_studies_in_one_csv(admin_client, s
     rows = _csv_rows(response)
     assert len(rows) == Response.objects.count()
     assert {row["study"] for row in rows} == {"pilot", "second"}
+
+
+def test_assignment_slots_show_who_holds_each_and_which_are_free(admin_client, study):
+    held = AssignmentSlot.objects.filter(study=study, participant__isnull=False)
+    free = AssignmentSlot.objects.filter(study=study, participant__isnull=True)
+    # Three participants reached the questions; the one who failed the attention checks no
+    # longer counts for balance, so the next to arrive took that slot over.
+    holders = {slot.participant.prolific_pid for slot in held.select_related("participant")}
+    assert holders == {prolific_id("PIDACTIVE1"), prolific_id("PIDDONE001")}
+    assert free.exists()
+    html = admin_client.get(_changelist(AssignmentSlot)).content.decode()
+    for slot in held.select_related("participant"):
+        assert slot.participant.pseudonym in html
+    listing = admin_client.get(_changelist(AssignmentSlot), {"participant__isempty": "1"})
+    assert set(listing.context["cl"].result_list) == set(free)
+    assert listing.context["cl"].result_count == free.count()
