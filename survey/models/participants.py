@@ -43,19 +43,28 @@ class ParticipantQuerySet(models.QuerySet):
             | Q(status=Participant.Status.ACTIVE, time_up_at__gt=now or timezone.now())
         )
 
-    def released(self, *, now: datetime | None = None) -> "ParticipantQuerySet":
+    def released(
+        self, *, now: datetime | None = None, study: Study | None = None
+    ) -> "ParticipantQuerySet":
         """The complement of `counted_for_balance`: participations that ended without
         completing (declined, failed, timed out, returned) and active ones past their study's
-        maximum time, marked or not. Their places and question sets go to others."""
+        maximum time, marked or not. Their places and question sets go to others.
+
+        ``study``: the participants are all of this study (the caller filters them), so the
+        time limit is a constant and the query joins no study row (a claim's subquery)."""
         ended = [
             Participant.Status.NO_CONSENT,
             Participant.Status.FAILED_ATTENTION,
             Participant.Status.TIMED_OUT,
             Participant.Status.RETURNED,
         ]
+        now = now or timezone.now()
+        if study is not None:
+            cutoff = now - timedelta(minutes=study.maximum_minutes)
+            out_of_time = Q(status=Participant.Status.ACTIVE, entered_at__lte=cutoff)
+            return self.filter(Q(status__in=ended) | out_of_time)
         return self.alias(time_up_at=_time_up_at()).filter(
-            Q(status__in=ended)
-            | Q(status=Participant.Status.ACTIVE, time_up_at__lte=now or timezone.now())
+            Q(status__in=ended) | Q(status=Participant.Status.ACTIVE, time_up_at__lte=now)
         )
 
     def overdue(self, *, now: datetime | None = None) -> "ParticipantQuerySet":

@@ -22,7 +22,7 @@ BATCH = 100  # participants' question sets decided at a time
 
 def _free(study: Study, now: datetime) -> Q:
     """A slot nobody holds, or whose holder no longer counts for balance."""
-    released = Participant.objects.filter(study=study).released(now=now)
+    released = Participant.objects.filter(study=study).released(now=now, study=study)
     return Q(participant__isnull=True) | Q(participant__in=released)
 
 
