@@ -138,7 +138,7 @@ def _people(study: Study, now: datetime) -> list[dict]:
     )
     # Active participants whose time is up count as timed out, marked or not yet (marking
     # happens as participants and arrivals come; the dashboard only reads).
-    late_entry = now - timedelta(minutes=study.maximum_minutes)
+    late_entry = now - study.time_limit
     for p in people:
         if p["status"] == Participant.Status.ACTIVE and p["entered_at"] <= late_entry:
             p["status"] = Participant.Status.TIMED_OUT

@@ -3,7 +3,7 @@
 import csv
 import io
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.utils import timezone
 
@@ -57,7 +57,7 @@ def _status(participant: Participant, late_entry: datetime) -> str:
 
 def responses_long(study: Study) -> Iterator[dict]:
     """Yield the study's responses as long-format rows (see LONG_COLUMNS)."""
-    late_entry = timezone.now() - timedelta(minutes=study.maximum_minutes)
+    late_entry = timezone.now() - study.time_limit
     consent_served = dict(
         PageVisit.objects.filter(
             participant__study=study, page=Participant.Step.CONSENT

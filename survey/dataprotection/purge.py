@@ -50,8 +50,7 @@ def _in_progress(participants: list[Participant], now: datetime) -> list[Partici
     return [
         p
         for p in participants
-        if p.status == Status.ACTIVE
-        and p.entered_at + timedelta(minutes=p.study.maximum_minutes) > now
+        if p.status == Status.ACTIVE and p.entered_at + p.study.time_limit > now
     ]
 
 

@@ -50,8 +50,8 @@ class ParticipantQuerySet(models.QuerySet):
         completing (declined, failed, timed out, returned) and active ones past their study's
         maximum time, marked or not. Their places and question sets go to others.
 
-        ``study``: the participants are all of this study (the caller filters them), so the
-        time limit is a constant and the query joins no study row (a claim's subquery)."""
+        ``study``: only this study's participants, whose time limit is then a constant: the
+        query joins no study row (a slot claim's subquery, the re-entry checks)."""
         ended = [
             Participant.Status.NO_CONSENT,
             Participant.Status.FAILED_ATTENTION,
@@ -60,9 +60,10 @@ class ParticipantQuerySet(models.QuerySet):
         ]
         now = now or timezone.now()
         if study is not None:
-            cutoff = now - timedelta(minutes=study.maximum_minutes)
-            out_of_time = Q(status=Participant.Status.ACTIVE, entered_at__lte=cutoff)
-            return self.filter(Q(status__in=ended) | out_of_time)
+            out_of_time = Q(
+                status=Participant.Status.ACTIVE, entered_at__lte=now - study.time_limit
+            )
+            return self.filter(Q(status__in=ended) | out_of_time, study=study)
         return self.alias(time_up_at=_time_up_at()).filter(
             Q(status__in=ended) | Q(status=Participant.Status.ACTIVE, time_up_at__lte=now)
         )

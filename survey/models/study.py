@@ -4,6 +4,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterable
+from datetime import timedelta
 from pathlib import PurePosixPath
 
 from django.db import models
@@ -142,6 +143,11 @@ class Study(models.Model):
         return methods_in_order(
             self.match_sets.order_by().values_list("method", flat=True).distinct()
         )
+
+    @property
+    def time_limit(self) -> timedelta:
+        """How long a participant has from entry: the study's maximum minutes."""
+        return timedelta(minutes=self.maximum_minutes)
 
     @property
     def analysis_plan_changed(self) -> bool:

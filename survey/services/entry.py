@@ -205,7 +205,7 @@ def _reentry_flags(
     # Participations that ended without completing, whose time is up counting as timed out
     # (marked or not): coming back under a new PID after one of these is how a declined,
     # failed or timed-out participant would collect a completion code.
-    ended = Participant.objects.filter(study=study).released(study=study)
+    ended = Participant.objects.released(study=study)
     flags = []
     if browser_participant_id is not None and ended.filter(pk=browser_participant_id).exists():
         flags.append(REENTRY_SAME_BROWSER)

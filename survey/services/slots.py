@@ -22,7 +22,7 @@ BATCH = 100  # participants' question sets decided at a time
 
 def _free(study: Study, now: datetime) -> Q:
     """A slot nobody holds, or whose holder no longer counts for balance."""
-    released = Participant.objects.filter(study=study).released(now=now, study=study)
+    released = Participant.objects.released(now=now, study=study)
     return Q(participant__isnull=True) | Q(participant__in=released)
 
 
@@ -59,7 +59,7 @@ def _slots_extend(study: Study, match_set_ids: list[int], design: str, rng: rand
     """Decide the next `BATCH` slots, continuing from every question set decided so far;
     the caller holds the study row's lock. The match sets themselves (method, identity) are
     read here only: a claim needs their ids alone."""
-    # No ordering: MatchSet's default one would join the study table for nothing.
+    # By pk, not MatchSet's default ordering, which would join the study table for nothing.
     match_sets = list(MatchSet.objects.filter(pk__in=match_set_ids).order_by("pk"))
     counts = _decided_counts(study, design)
     for ms in match_sets:

@@ -115,17 +115,17 @@ def _questions_plan(p: Participant, rng: random.Random) -> list[Assignment]:
     (on other match sets) at random positions after the first."""
     study = p.study
     # Their ids only (no model objects): the claimed slot names the chosen ones.
-    match_sets = list(
+    match_set_ids = list(
         MatchSet.objects.filter(study=study).order_by("pk").values_list("pk", flat=True)
     )
     try:
-        chosen = slot_claim(study=study, participant=p, match_set_ids=match_sets, rng=rng)
+        chosen = slot_claim(study=study, participant=p, match_set_ids=match_set_ids, rng=rng)
     except DesignError as error:
         raise StudyUnavailable(
             f"This study is not set up correctly ({error}). Please return it on Prolific."
         ) from error
     chosen_ids = set(chosen)
-    spare = [pk for pk in match_sets if pk not in chosen_ids] or match_sets
+    spare = [pk for pk in match_set_ids if pk not in chosen_ids] or match_set_ids
     rng.shuffle(chosen)
     total = len(chosen) + study.attention_checks
     # Attention checks never come first, so that the participant has seen a question.

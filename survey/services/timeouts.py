@@ -1,7 +1,7 @@
 """Time limits: a participant whose study's maximum minutes since entry have passed times out."""
 
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import transaction
 from django.db.models import F
@@ -15,8 +15,7 @@ def participant_time_is_up(participant: Participant, *, now: datetime | None = N
     """The participant is active but their study's maximum minutes since entry have passed."""
     if participant.status != Participant.Status.ACTIVE:
         return False
-    limit = timedelta(minutes=participant.study.maximum_minutes)
-    return (now or timezone.now()) >= participant.entered_at + limit
+    return (now or timezone.now()) >= participant.entered_at + participant.study.time_limit
 
 
 def participant_time_out_if_due(
@@ -60,7 +59,7 @@ def _time_out_changes(study: Study) -> dict[str, object]:
     return {
         "status": Participant.Status.TIMED_OUT,
         "step": Participant.Step.DONE,
-        "finished_at": F("entered_at") + timedelta(minutes=study.maximum_minutes),
+        "finished_at": F("entered_at") + study.time_limit,
     }
 
 
