@@ -265,10 +265,19 @@ class AssignmentAdmin(ReadOnlyAdmin):
 @admin.register(AssignmentSlot)
 class AssignmentSlotAdmin(ReadOnlyAdmin):
     """The question sets decided ahead (survey.models.slots), in the order they are claimed,
-    and who holds each: what the balance of match sets across participants was built from."""
+    who holds each, and which are settled (their holder completed): what the balance of match
+    sets across participants was built from."""
 
-    list_display = ["study", "seq", "match_set_count", "participant", "claimed_at", "design"]
-    list_filter = ["study", ("participant", admin.EmptyFieldListFilter)]
+    list_display = [
+        "study",
+        "seq",
+        "match_set_count",
+        "participant",
+        "claimed_at",
+        "settled",
+        "design",
+    ]
+    list_filter = ["study", ("participant", admin.EmptyFieldListFilter), "settled"]
     list_select_related = ["study", "participant"]
     search_fields = ["participant__pseudonym"]
 

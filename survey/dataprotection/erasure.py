@@ -12,6 +12,7 @@ from survey.dataprotection.audit import (
     bonus_submissions_hash,
 )
 from survey.models import AuditEvent, Participant, Study, pseudonymise
+from survey.services.slots import slot_free
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ def _participant_erase(
     # hash; older audit rows lose any raw submission or Prolific ID they still hold.
     bonus_submissions_hash(bonuses=participant.bonuses.all())
     audit_scrubbed = audit_events_scrub(participants=[participant])
+    slot_free(participant)
     _, per_model = participant.delete()
     counts = {
         "participants": per_model.get("survey.Participant", 0),

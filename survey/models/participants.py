@@ -170,6 +170,12 @@ class Participant(models.Model):
                 condition=Q(current_position__gte=1), name="participant_position_positive"
             ),
         ]
+        indexes = [
+            # Who of a study no longer holds a place (`ParticipantQuerySet.released`): the
+            # ended, and the active who entered before the time limit, without reading the
+            # rest; a slot claim asks it (survey.services.slots).
+            models.Index(fields=["study", "status", "entered_at"], name="participant_study_status"),
+        ]
 
     def __str__(self) -> str:
         return self.pseudonym

@@ -10,6 +10,11 @@ numbered in order, and each participant claims the lowest free slot with
 wait for each other. A slot is free when nobody holds it, or when its holder no longer counts
 for balance (returned, failed, timed out, or past the study's maximum minutes): the next
 arrival takes that participant's match sets over, as the old least-used choice did.
+
+A slot whose holder completed is *settled*: it is never free again, and a claim does not look
+at it (a partial index holds the unsettled slots only), so a claim walks the slots of the
+participants still in progress, not every slot of the study: its cost does not grow with the
+number who have completed (benchmarks/load/slot_claim.py).
 """
 
 from django.db import models
@@ -35,11 +40,23 @@ class AssignmentSlot(models.Model):
         related_name="assignment_slot",
     )
     claimed_at = models.DateTimeField(null=True, blank=True)
+    settled = models.BooleanField(
+        default=False,
+        help_text="Its holder completed the study: never free again, and not looked at by a claim.",
+    )
 
     class Meta:
         ordering = ["study", "seq"]
         constraints = [
             models.UniqueConstraint(fields=["study", "seq"], name="assignment_slot_seq_unique"),
+        ]
+        indexes = [
+            # What a claim walks, lowest first: the slots not settled.
+            models.Index(
+                fields=["study", "design", "seq"],
+                condition=models.Q(settled=False),
+                name="assignment_slot_open",
+            ),
         ]
 
     def __str__(self) -> str:

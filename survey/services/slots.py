@@ -10,7 +10,7 @@ import random
 from collections import Counter
 from datetime import datetime
 
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from survey.assignment import design_fingerprint, plans_generate
@@ -26,14 +26,30 @@ def _free(study: Study, now: datetime) -> Q:
     return Q(participant__isnull=True) | Q(participant__in=released)
 
 
-def _free_slot_lock(study: Study, design: str, now: datetime) -> AssignmentSlot | None:
-    """The lowest free slot of this design that no other transaction is claiming, locked."""
+def free_slot_query(study: Study, design: str, now: datetime) -> QuerySet[AssignmentSlot]:
+    """The lowest free slot of this design that no other transaction is claiming, to lock:
+    from the unsettled slots only (the partial index ``assignment_slot_open``)."""
     return (
         AssignmentSlot.objects.select_for_update(of=("self",), no_key=True, skip_locked=True)
-        .filter(_free(study, now), study=study, design=design)
-        .order_by("seq")
-        .first()
+        .filter(_free(study, now), study=study, design=design, settled=False)
+        .order_by("seq")[:1]
     )
+
+
+def slot_settle(participant: Participant) -> None:
+    """The participant completed: their slot is never free again (AssignmentSlot.settled)."""
+    AssignmentSlot.objects.filter(participant=participant).update(settled=True)
+
+
+def slot_free(participant: Participant) -> None:
+    """The participant is being erased: their slot goes to the next arrival, as it would
+    have had they left before completing (their answers go with them)."""
+    AssignmentSlot.objects.filter(participant=participant).update(participant=None, settled=False)
+
+
+def _free_slot_lock(study: Study, design: str, now: datetime) -> AssignmentSlot | None:
+    """The lowest free slot of this design that no other transaction is claiming, locked."""
+    return next(iter(free_slot_query(study, design, now)), None)
 
 
 def slot_claim(

@@ -11,7 +11,7 @@ from survey.assignment import DesignError
 from survey.models import Assignment, MatchSet, PageVisit, Participant, Study
 from survey.services.locks import locked_participant, participant_transaction
 from survey.services.refusals import InvalidAnswer, StudyUnavailable
-from survey.services.slots import slot_claim
+from survey.services.slots import slot_claim, slot_settle
 
 
 def page_visit_record(*, participant: Participant, page: str, now: datetime | None = None) -> None:
@@ -188,4 +188,5 @@ def participant_finish(*, participant: Participant) -> Participant:
     p.completion_code = p.study.completion_code
     p.finished_at = now
     p.save()
+    slot_settle(p)
     return p

@@ -4,9 +4,11 @@ from collections import Counter
 
 import pytest
 
+from survey.dataprotection import participant_delete
 from survey.models import Assignment, AssignmentSlot, Participant
 from survey.services import slots
 from tests.factories import MatchSetFactory, study_with_match_sets
+from tests.survey.data_protection_helpers import finished
 from tests.survey.helpers import at_questions
 
 pytestmark = pytest.mark.django_db
@@ -73,4 +75,34 @@ def test_slots_decided_over_other_match_sets_are_not_claimed():
     assert held_slot(second).design != old_design
     free_old = AssignmentSlot.objects.filter(study=study, design=old_design, participant=None)
     assert free_old.exists()  # left unclaimed
+    assert max(spread_per_method(study).values()) <= 1
+
+
+def test_a_completed_participants_slot_is_settled_and_never_walked_again():
+    """Completing settles the slot (the claim's partial index leaves it out); the next
+    arrival takes the lowest free slot after it, and the balance holds."""
+    study = study_with_match_sets(per_method=5)
+    done = finished(study, "PIDDONE001")
+    going = at_questions(study, pid="PIDGOING01")
+    assert held_slot(done).settled
+    assert not held_slot(going).settled
+    arrival = at_questions(study, pid="PIDNEXT001")
+    assert held_slot(arrival).seq == 3
+    assert not held_slot(arrival).settled
+    assert max(spread_per_method(study).values()) <= 1
+
+
+def test_an_erased_participants_slot_goes_to_the_next_arrival_settled_or_not():
+    """Erasure takes the person's answers away, so their question set is offered again,
+    whether they had completed (a settled slot) or were still answering."""
+    study = study_with_match_sets(per_method=5)
+    done = finished(study, "PIDERASE01")
+    going = at_questions(study, pid="PIDERASE02")
+    slot_done, slot_going = held_slot(done), held_slot(going)
+    for p in (done, going):
+        participant_delete(study=study, pseudonym=p.pseudonym, actor="t", reason="request")
+    slot_done.refresh_from_db()
+    assert (slot_done.participant, slot_done.settled) == (None, False)
+    first, second = (at_questions(study, pid=f"PIDREFILL{i}") for i in (1, 2))
+    assert (held_slot(first), held_slot(second)) == (slot_done, slot_going)
     assert max(spread_per_method(study).values()) <= 1
