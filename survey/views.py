@@ -451,7 +451,9 @@ def question_page(
 def debrief(request: HttpRequest, participant: Participant) -> HttpResponse:
     if request.method == "POST":
         participant = services.participant_finish(participant=participant)
-        return redirect(step_url(participant))
+        # Straight back to Prolific with the code, where the done page would send them: one
+        # request fewer for every participant who completes.
+        return completed_redirect(participant) or redirect(step_url(participant))
     services.page_visit_record(participant=participant, page=Step.DEBRIEF)
     return render(request, "survey/debrief.html", page_context(participant))
 
@@ -460,10 +462,18 @@ def prolific_completion_url(code: str) -> str:
     return f"{settings.FVR_PROLIFIC_COMPLETE_URL}?{urlencode({'cc': code})}"
 
 
+def completed_redirect(participant: Participant) -> HttpResponse | None:
+    """Back to Prolific with the completion code, for a participant who completed."""
+    if participant.status != Participant.Status.COMPLETED:
+        return None
+    return HttpResponseRedirect(prolific_completion_url(participant.completion_code))
+
+
 @participant_page(Step.DONE)
 def done(request: HttpRequest, participant: Participant) -> HttpResponse:
-    """The end: completed participants go straight back to Prolific with their code."""
+    """The end: completed participants go straight back to Prolific with their code; the
+    others read why the study ended for them and follow the link with theirs."""
     url = prolific_completion_url(participant.completion_code)
-    if participant.status == Participant.Status.COMPLETED:
-        return HttpResponseRedirect(url)
-    return render(request, "survey/done.html", page_context(participant, prolific_url=url))
+    return completed_redirect(participant) or render(
+        request, "survey/done.html", page_context(participant, prolific_url=url)
+    )

@@ -247,8 +247,7 @@ class Participant(FastHttpUser):
             raise Abandon(f"questions ended at {path}, not at the debrief")
         html = self.page(path, "debrief GET")
         self.pause(0.5)
-        path = self.post_form(path, "debrief POST", html, [])
-        final = self.follow(self.send("GET", path, "done GET", expect=(302,)))
+        final = self.post_form(path, "debrief POST", html, [])  # straight back to Prolific
         code = parse_qs(urlsplit(final).query).get("cc", [""])[0]
         if not code:
             raise Abandon(f"completion redirect without a code: {final}")

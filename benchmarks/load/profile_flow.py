@@ -143,8 +143,9 @@ def main() -> None:
             else:
                 path = call(client, "answer POST", "post", path, fields)["Location"]
         call(client, "debrief GET", "get", path)
-        path = call(client, "debrief POST", "post", path)["Location"]
-        call(client, "done GET", "get", path)
+        final = call(client, "debrief POST", "post", path)["Location"]
+        if "cc=" not in final:
+            raise SystemExit(f"the debrief did not send back to Prolific: {final}")
 
     way = "the page's script (JSON answers)" if args.javascript else "plain forms"
     print(
