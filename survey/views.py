@@ -8,7 +8,8 @@ from django.conf import settings
 from django.contrib import messages
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
@@ -36,7 +37,7 @@ View = Callable[..., HttpResponse]
 
 def error_page(request: HttpRequest, error: services.FlowError, *, study: Study | None = None):
     """Render a refusal as a page that says what happened and what to do."""
-    return render(
+    return TemplateResponse(
         request,
         "survey/error.html",
         {"message": error.message, "study": study},
@@ -93,7 +94,9 @@ def participant_page(step: str) -> Callable[[View], View]:
             if request.method != "POST":
                 return step_view(request, slug, browser_participant(request, slug), kwargs)
             # A submission is one transaction, begun by reading the participant under its
-            # row lock (one query), which the services' writes then hold.
+            # row lock (one query), which the services' writes then hold. A page it answers
+            # with (a form's errors, a refusal) is a TemplateResponse, rendered once the
+            # transaction has ended: nobody waits on the lock while it renders.
             with transaction.atomic():
                 participant = browser_participant(request, slug, lock=True)
                 return step_view(request, slug, participant, kwargs)
@@ -238,7 +241,7 @@ def consent(request: HttpRequest, participant: Participant) -> HttpResponse:
         return redirect(step_url(participant))
     services.page_visit_record(participant=participant, page=Step.CONSENT)
     status = 400 if request.method == "POST" else 200
-    return render(
+    return TemplateResponse(
         request, "survey/consent.html", page_context(participant, form=form), status=status
     )
 
@@ -254,7 +257,7 @@ def demographics(request: HttpRequest, participant: Participant) -> HttpResponse
     services.page_visit_record(participant=participant, page=Step.DEMOGRAPHICS)
     status = 400 if request.method == "POST" else 200
     context = page_context(participant, form=form)
-    return render(request, "survey/demographics.html", context, status=status)
+    return TemplateResponse(request, "survey/demographics.html", context, status=status)
 
 
 @participant_page(Step.INSTRUCTIONS)
@@ -267,7 +270,7 @@ def instructions(request: HttpRequest, participant: Participant) -> HttpResponse
             return error_page(request, error, study=participant.study)
         return redirect(step_url(participant))
     services.page_visit_record(participant=participant, page=Step.INSTRUCTIONS)
-    return render(request, "survey/instructions.html", page_context(participant))
+    return TemplateResponse(request, "survey/instructions.html", page_context(participant))
 
 
 def _question_pair(participant: Participant, position: int) -> tuple[Assignment, Assignment | None]:
@@ -444,7 +447,7 @@ def question_page(
         nothing_selected=services.NOTHING_SELECTED,
         confidence_missing=services.CONFIDENCE_MISSING,
     )
-    return render(request, "survey/question.html", context, status=status)
+    return TemplateResponse(request, "survey/question.html", context, status=status)
 
 
 @participant_page(Step.DEBRIEF)
@@ -455,7 +458,7 @@ def debrief(request: HttpRequest, participant: Participant) -> HttpResponse:
         # request fewer for every participant who completes.
         return completed_redirect(participant) or redirect(step_url(participant))
     services.page_visit_record(participant=participant, page=Step.DEBRIEF)
-    return render(request, "survey/debrief.html", page_context(participant))
+    return TemplateResponse(request, "survey/debrief.html", page_context(participant))
 
 
 def prolific_completion_url(code: str) -> str:
@@ -474,6 +477,6 @@ def done(request: HttpRequest, participant: Participant) -> HttpResponse:
     """The end: completed participants go straight back to Prolific with their code; the
     others read why the study ended for them and follow the link with theirs."""
     url = prolific_completion_url(participant.completion_code)
-    return completed_redirect(participant) or render(
+    return completed_redirect(participant) or TemplateResponse(
         request, "survey/done.html", page_context(participant, prolific_url=url)
     )

@@ -1,6 +1,8 @@
 """The participant pages over HTTP: the path, resumption and every kind of bad input."""
 
 import pytest
+from django.db import connection
+from django.template.response import TemplateResponse
 from django.test import Client
 
 from survey import faces, services
@@ -112,6 +114,29 @@ def test_bad_answers_get_400_with_a_message_and_change_nothing(overrides, messag
     assert not Response.objects.exists()
     p.refresh_from_db()
     assert p.current_position == 1
+
+
+def test_a_submissions_error_page_is_rendered_after_its_transaction(monkeypatch):
+    """A form posted with errors is answered with its page again (400), rendered once the
+    submission's transaction (which holds the participant's row lock) has ended."""
+    study = study_with_match_sets()
+    client = Client()
+    p = at_questions(client, study)
+    outside = len(connection.atomic_blocks)  # the test's own transaction
+    rendered_in = []
+    render = TemplateResponse.rendered_content
+
+    def rendered_content(self):
+        rendered_in.append(len(connection.atomic_blocks) - outside)
+        return render.fget(self)
+
+    monkeypatch.setattr(TemplateResponse, "rendered_content", property(rendered_content))
+    payload = answer_payload(p)
+    payload.pop("confidence")
+    response = client.post(url("question", study, position=1), payload)
+    assert response.status_code == 400
+    assert services.CONFIDENCE_MISSING in response.content.decode()
+    assert rendered_in == [0]  # one page, rendered with no transaction of the view open
 
 
 def test_another_participants_question_is_refused_with_403():
