@@ -72,15 +72,18 @@ def slot_claim(
 
 
 def _slots_extend(study: Study, match_set_ids: list[int], design: str, rng: random.Random) -> None:
-    """Decide the next `BATCH` slots, continuing from every question set decided so far;
-    the caller holds the study row's lock. The match sets themselves (method, identity) are
-    read here only: a claim needs their ids alone."""
+    """Decide the next `BATCH` slots, continuing from every question set decided so far, and
+    drop the free slots of an earlier design; the caller holds the study row's lock. The
+    match sets themselves (method, identity) are read here only: a claim needs their ids."""
     # By pk, not MatchSet's default ordering, which would join the study table for nothing.
     match_sets = list(MatchSet.objects.filter(pk__in=match_set_ids).order_by("pk"))
     counts = _decided_counts(study, design)
     for ms in match_sets:
         ms.answered_by = counts[ms.pk]
     plans = plans_generate(study, match_sets, BATCH, rng)
+    # Free slots of an earlier set of match sets are never claimed again: they go, so that
+    # what is left of an earlier design is only what its holders answered.
+    AssignmentSlot.objects.filter(study=study, participant=None).exclude(design=design).delete()
     last = AssignmentSlot.objects.filter(study=study).aggregate(last=Max("seq"))["last"] or 0
     AssignmentSlot.objects.bulk_create(
         AssignmentSlot(
