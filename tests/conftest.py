@@ -67,7 +67,18 @@ def uses_database(item: pytest.Item) -> bool:
     )
 
 
+# The tests that run in the base install (scripts/test-base) as well: marked `base`, so that
+# `make test` can run them there alone instead of twice (their browser tests aside).
+BASE_TESTS = {"survey", "analysis"}
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(item.path).resolve().relative_to(TESTS).parts
+        if len(parts) > 1 and parts[0] in BASE_TESTS:
+            item.add_marker(pytest.mark.base)
     if config.getoption("--db-only"):
         kept = [item for item in items if uses_database(item)]
         config.hook.pytest_deselected(items=[item for item in items if item not in kept])
