@@ -476,7 +476,10 @@ def completed_redirect(participant: Participant) -> HttpResponse | None:
 def done(request: HttpRequest, participant: Participant) -> HttpResponse:
     """The end: completed participants go straight back to Prolific with their code; the
     others read why the study ended for them and follow the link with theirs."""
+    back = completed_redirect(participant)
+    if back is not None:
+        return back
     url = prolific_completion_url(participant.completion_code)
-    return completed_redirect(participant) or TemplateResponse(
+    return TemplateResponse(
         request, "survey/done.html", page_context(participant, prolific_url=url)
     )

@@ -76,8 +76,8 @@ TESTS = Path(__file__).resolve().parent
 @pytest.hookimpl(tryfirst=True)  # before -m selects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        parts = Path(item.path).resolve().relative_to(TESTS).parts
-        if len(parts) > 1 and parts[0] in BASE_TESTS:
+        path = Path(item.path).resolve()
+        if path.is_relative_to(TESTS) and path.relative_to(TESTS).parts[0] in BASE_TESTS:
             item.add_marker(pytest.mark.base)
     if config.getoption("--db-only"):
         kept = [item for item in items if uses_database(item)]
