@@ -13,6 +13,7 @@ fractions of it.
 import argparse
 
 from benchmarks.load.cpu import cpu_line
+from benchmarks.load.endpoint_cpu import ANSWER, MINIMAL
 from benchmarks.load.phases import load_run, phase_report, phase_summary
 from benchmarks.load.server import Stack
 
@@ -60,12 +61,37 @@ def efficiency_phase(
         f"(target ≤ {TARGET_RATIO:g}) — {verdict(ratio <= TARGET_RATIO)}"
     )
     print(f"  (flow: the {flow['phase']} phase, {answers} answers; minimal: {minimal} answers)")
+    if "cpu_by_endpoint" in flow and "cpu_by_endpoint" in result:
+        figures["in_django"] = in_django = efficiency_split(
+            flow["cpu_by_endpoint"], result["cpu_by_endpoint"], answers
+        )
+        print(
+            f"  in Django (middleware and view, --cpu-by-endpoint): an answer "
+            f"{in_django['answer_ms']:.2f} ms, the minimal view {in_django['minimal_ms']:.2f} ms "
+            f"(ratio {in_django['answer_ratio']:.2f}); the flow's other requests "
+            f"{in_django['other_ms_per_question']:.2f} ms per question"
+        )
     if result["total"]["failures"] and not args.faults:
         broken.append(f"efficiency baseline: {result['total']['failures']} failed requests")
     if result["abandoned"] or not minimal:
         broken.append(f"efficiency baseline: {len(result['abandoned'])} abandoned, {minimal} posts")
     summary["efficiency"] = {**figures, "minimal_phase": phase_summary(result), "window": window}
     return result
+
+
+def efficiency_split(flow: dict[str, dict], minimal: dict[str, dict], answers: int) -> dict:
+    """The flow's CPU in Django split into its answers (the page's script's, the kind the
+    minimal view stands for) and everything else per question, against the minimal view's."""
+    answer = flow.get(ANSWER, {"count": 0, "mean_ms": 0.0, "total_s": 0.0})
+    minimal_ms = minimal.get(MINIMAL, {}).get("mean_ms", 0.0)
+    other_s = sum(f["total_s"] for name, f in flow.items() if name != ANSWER)
+    return {
+        "answer_ms": answer["mean_ms"],
+        "answers_timed": answer["count"],
+        "minimal_ms": minimal_ms,
+        "answer_ratio": round(answer["mean_ms"] / minimal_ms, 2) if minimal_ms else float("inf"),
+        "other_ms_per_question": round(1000 * other_s / answers, 3) if answers else 0.0,
+    }
 
 
 def saturation_phase(

@@ -7,8 +7,10 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from benchmarks.load.cpu import CpuMeter, cpu_line
+from benchmarks.load.endpoint_cpu import cpu_table, endpoint_figures, phase_endpoints
 from benchmarks.load.server import REPO, Gunicorn, HarnessError, Stack, postgres_restart
 from benchmarks.load.study import SLUG
 
@@ -58,6 +60,7 @@ def load_run(
         *extra,
     ]
     injected: list[dict] = []
+    wall_start = time.time()
     with (args.workdir / f"{phase}.log").open("w") as log:
         meter = CpuMeter()
         process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -73,7 +76,18 @@ def load_run(
         raise HarnessError(f"the load generator failed ({returncode}); see {log.name}")
     cores = meter.stop()
     result = json.loads(out.read_text())
-    return {**result, "phase": phase, "cpu": cores, "cpu_seconds": meter.used}, injected
+    result |= {"phase": phase, "cpu": cores, "cpu_seconds": meter.used}
+    if getattr(args, "cpu_by_endpoint", False):
+        found = phase_endpoints(endpoint_cpu_directory(args.workdir), wall_start, time.time())
+        result["cpu_by_endpoint"] = endpoint_figures(found)
+    return result, injected
+
+
+def endpoint_cpu_directory(workdir: Path) -> Path:
+    """Where the app servers' workers write each request's CPU (--cpu-by-endpoint)."""
+    directory = workdir / "endpoint-cpu"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
 
 
 TARGET_IMAGE_P95_MS = 50
@@ -137,6 +151,9 @@ def phase_report(name: str, result: dict) -> None:
         print(f"    {error['count']:>5} × {error['name']}: {error['error'][:100]}")
     for abandoned in result["abandoned"][:5]:
         print(f"    abandoned {abandoned['pid']}: {abandoned['why'][:120]}")
+    if "cpu_by_endpoint" in result:
+        app_cpu_s = result.get("cpu_seconds", {}).get("app", 0.0)
+        print("\n".join(cpu_table(result["cpu_by_endpoint"], app_cpu_s)))
 
 
 def merged_log(results: list[dict]) -> dict:
@@ -226,4 +243,5 @@ def phase_summary(result: dict) -> dict:
         "answers": len(result["acked"]),
         "retries": result["retries"],
         "abandoned": len(result["abandoned"]),
+        **({"cpu_by_endpoint": result["cpu_by_endpoint"]} if "cpu_by_endpoint" in result else {}),
     }

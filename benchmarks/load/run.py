@@ -29,7 +29,13 @@ import urllib.request
 from pathlib import Path
 
 from benchmarks.load.capacity import efficiency_phase, fraction_runs, saturation_phase
-from benchmarks.load.phases import burst_phase, merged_log, sustained_phase
+from benchmarks.load.endpoint_cpu import ENV as ENDPOINT_CPU_ENV
+from benchmarks.load.phases import (
+    burst_phase,
+    endpoint_cpu_directory,
+    merged_log,
+    sustained_phase,
+)
 from benchmarks.load.server import (
     REPO,
     Gunicorn,
@@ -139,6 +145,12 @@ def capacity_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="N gunicorn masters (--workers each) on their own ports behind nginx "
         "(needs --proxy nginx); faults hit the first",
+    )
+    group.add_argument(
+        "--cpu-by-endpoint",
+        action="store_true",
+        help="time each request's CPU in Django (benchmarks/load/endpoint_cpu.py) and print it "
+        "by endpoint after each phase; the efficiency line then splits the flow's CPU",
     )
 
 
@@ -350,6 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     open_files_raise()
     args.workdir = args.workdir.resolve()
     env = server_environment(database_url=args.database_url, workdir=args.workdir)
+    if args.cpu_by_endpoint:
+        directory = endpoint_cpu_directory(args.workdir)
+        for old in directory.glob("*.log"):  # an earlier run's
+            old.unlink()
+        env[ENDPOINT_CPU_ENV] = str(directory)
     load_before = os.getloadavg()
     print(f"fvr-study load harness: {os.cpu_count()} CPUs, load average {load_before[0]:.2f}")
     started = time.monotonic()

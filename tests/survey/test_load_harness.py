@@ -166,7 +166,8 @@ def test_capacity_efficiency_saturation_and_fractions(tmp_path: Path) -> None:
     runs at 60 % and 150 % of its rate, then the minimal answer view's baseline. The JSON has
     the saturation rate, both runs (the overload with its latency growth) and positive CPU
     figures per question for the flow (the 60 % run) and the minimal view, with their ratio;
-    the efficiency line is printed; nothing is lost over all phases."""
+    the efficiency line is printed; nothing is lost over all phases. With --cpu-by-endpoint,
+    every answer of the flow is timed in Django once, and the files name endpoints only."""
     summary, _ = harness_run(
         tmp_path,
         "--minutes=0",
@@ -175,6 +176,7 @@ def test_capacity_efficiency_saturation_and_fractions(tmp_path: Path) -> None:
         "--at=0.6:0.15,1.5:0.15",
         "--efficiency",
         "--efficiency-seconds=8",
+        "--cpu-by-endpoint",
         f"--database-url={harness_database_url()}",
     )
     assert summary["broken"] == []
@@ -206,6 +208,25 @@ def test_capacity_efficiency_saturation_and_fractions(tmp_path: Path) -> None:
     assert f"ratio {efficiency['ratio']:.2f} (target ≤ 2)" in out
     assert "saturation: " in out
     assert "at 150%: target" in out
+
+    in_django = efficiency["in_django"]
+    assert in_django["answers_timed"] == efficiency["flow_answers"]
+    assert 0 < in_django["minimal_ms"] < in_django["answer_ms"]
+    assert in_django["other_ms_per_question"] > 0
+    assert "in Django (middleware and view, --cpu-by-endpoint): an answer " in out
+    assert "server CPU in Django, by endpoint" in out
+    lines = [
+        line
+        for path in (tmp_path / "work" / "endpoint-cpu").glob("*.log")
+        for line in path.read_text().splitlines()
+    ]
+    names = {line.split("\t")[1] for line in lines}
+    assert {
+        "GET survey:entry",
+        "POST survey:question (JSON)",
+        "POST load_minimal_answer (JSON)",
+    } <= names
+    assert all(re.fullmatch(r"(GET|POST) [\w:]+( \(JSON\))?", name) for name in names), names
 
     figures = summary["figures"]
     assert figures["answers acknowledged"] == figures["answers stored"] > 0
