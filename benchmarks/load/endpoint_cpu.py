@@ -17,9 +17,11 @@ script posts and is answered in JSON is told apart from a plain form's (`POST su
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 from django.http import HttpRequest, HttpResponse
 
@@ -42,17 +44,20 @@ def middleware(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable:
     """Time each request's thread CPU through the rest of the stack; append it to this worker's
     file (opened at its first request, after gunicorn has forked it)."""
     directory = Path(os.environ[ENV])
-    files: dict[int, object] = {}
+    files: dict[int, TextIO] = {}  # by process: one file per gunicorn worker
+    lock = threading.Lock()  # the worker's threads write whole lines, one at a time
 
     def timed(request: HttpRequest) -> HttpResponse:
         started = time.thread_time_ns()
         response = get_response(request)
         used = time.thread_time_ns() - started
+        line = f"{time.time():.3f}\t{endpoint_name(request, response)}\t{used // 1000}\n"
         pid = os.getpid()
-        log = files.get(pid)
-        if log is None:
-            log = files[pid] = (directory / f"{pid}.log").open("a", buffering=1)
-        log.write(f"{time.time():.3f}\t{endpoint_name(request, response)}\t{used // 1000}\n")
+        with lock:
+            log = files.get(pid)
+            if log is None:
+                log = files[pid] = (directory / f"{pid}.log").open("a", buffering=1)
+            log.write(line)
         return response
 
     return timed
