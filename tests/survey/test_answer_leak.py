@@ -33,6 +33,7 @@ PARTICIPANTS = 10  # × 22 questions: 220 served questions
 SIGNIFICANCE = 6e-6  # per check; 7 checks, so a correct server fails ≈ 1 run in 25,000
 CEILING_Z = stats.norm.isf(SIGNIFICANCE)  # ≈ 4.4 standard errors above chance
 JSON = {"HTTP_ACCEPT": "application/json", "HTTP_X_REQUESTED_WITH": "fetch"}
+CSRF_VALUE = re.compile(r'(<input type="hidden" name="csrfmiddlewaretoken" value=")[^"]*')
 FORBIDDEN_WORDS = ("rank", "score", "true", "truth", "correct", "identity", "target")
 CHECKBOX_RE = re.compile(r'<input type="checkbox" id="cand-(\d+)" name="selected" value="([^"]*)"')
 CANDIDATE_IMG_RE = re.compile(r'<img src="([^"]+)" alt="([^"]*)" width="224" height="224" loading')
@@ -218,6 +219,9 @@ def test_nothing_served_reveals_which_photo_is_the_recognizers_top_match(capsys)
             leaked = [key for key in keys if any(w in key.lower() for w in FORBIDDEN_WORDS)]
             assert not leaked, leaked
         form = q.html[q.html.index("<form") : q.html.index("</form>")]
+        # Not the CSRF token: 64 random letters and digits spell "rank" on ≈ 1 page in 15,000.
+        form, tokens = CSRF_VALUE.subn(r"\1", form)
+        assert tokens == 1
         assert not [w for w in ("rank", "score", "is_true", "truth") if w in form.lower()]
 
     # Where the top match is shown, and where it is listed among the prefetched images, is
