@@ -226,10 +226,10 @@ def test_nothing_served_reveals_which_photo_is_the_recognizers_top_match(capsys)
 
     # Where the top match is shown, and where it is listed among the prefetched images, is
     # uniform over the K positions (chi-squared). The levels of this test's 7 checks are set so
-    # that a correct server fails the whole test about once in 25,000 runs (the suite runs it 3
-    # times per CI run), while a real leak still fails at once: a server that showed the top
-    # match first in 40 % of questions (chance: 20 %) fails the cue check below in ≈ 99 % of
-    # runs, one that always did in all.
+    # that a correct server fails the whole test about once in 25,000 runs (CI runs it once, in
+    # the base install on PostgreSQL), while a real leak still fails at once: a server that
+    # showed the top match first in 40 % of questions (chance: 20 %) fails the cue check below
+    # in ≈ 99 % of runs, one that always did in all.
     shown = [q.rank_one_photo for q in served]
     prefetched = [
         [url for url in q.previous_preload if url in q.urls].index(q.rank_one_url) + 1
