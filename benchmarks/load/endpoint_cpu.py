@@ -79,18 +79,23 @@ def phase_endpoints(directory: Path, start: float, end: float) -> dict[str, list
     return found
 
 
+def at_share(ordered: list[float], share: float) -> float:
+    """The value a ``share`` (0.5, 0.95) of the way through ``ordered`` (sorted, not empty)."""
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
 def endpoint_figures(found: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     """Per endpoint: requests, mean / p50 / p90 CPU ms, and total CPU seconds."""
     figures = {}
     for name, times in found.items():
         ordered = sorted(times)
-        last = len(ordered) - 1
+        total = sum(ordered)
         figures[name] = {
             "count": len(ordered),
-            "mean_ms": round(sum(ordered) / len(ordered), 3),
-            "p50_ms": round(ordered[min(last, int(0.5 * len(ordered)))], 3),
-            "p90_ms": round(ordered[min(last, int(0.9 * len(ordered)))], 3),
-            "total_s": round(sum(ordered) / 1000, 3),
+            "mean_ms": round(total / len(ordered), 3),
+            "p50_ms": round(at_share(ordered, 0.5), 3),
+            "p90_ms": round(at_share(ordered, 0.9), 3),
+            "total_s": round(total / 1000, 3),
         }
     return dict(sorted(figures.items(), key=lambda item: -item[1]["total_s"]))
 

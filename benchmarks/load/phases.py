@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from benchmarks.load.cpu import CpuMeter, cpu_line
-from benchmarks.load.endpoint_cpu import cpu_table, endpoint_figures, phase_endpoints
+from benchmarks.load.endpoint_cpu import at_share, cpu_table, endpoint_figures, phase_endpoints
 from benchmarks.load.server import REPO, Gunicorn, HarnessError, Stack, postgres_restart
 from benchmarks.load.study import SLUG
 
@@ -77,7 +77,7 @@ def load_run(
     cores = meter.stop()
     result = json.loads(out.read_text())
     result |= {"phase": phase, "cpu": cores, "cpu_seconds": meter.used}
-    if getattr(args, "cpu_by_endpoint", False):
+    if args.cpu_by_endpoint:
         found = phase_endpoints(endpoint_cpu_directory(args.workdir), wall_start, time.time())
         result["cpu_by_endpoint"] = endpoint_figures(found)
     return result, injected
@@ -169,12 +169,7 @@ def burst_time_to_question(seconds: list[float]) -> dict[str, float]:
     if not seconds:
         return {}
     ordered = sorted(seconds)
-    last = len(ordered) - 1
-    return {
-        "p50": ordered[min(last, int(0.5 * len(ordered)))],
-        "p95": ordered[min(last, int(0.95 * len(ordered)))],
-        "max": ordered[last],
-    }
+    return {"p50": at_share(ordered, 0.5), "p95": at_share(ordered, 0.95), "max": ordered[-1]}
 
 
 def burst_phase(args: argparse.Namespace, stack: Stack, summary: dict, broken: list[str]) -> dict:
